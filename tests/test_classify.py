@@ -1,0 +1,608 @@
+"""Tests for the rule engine (triage/classify.py) and the shipped rule set (config/rules.yaml).
+
+The corpus tests are the safety net: a deterministic failure called transient means a wrong retry
+(warehouse money spent, a real bug hidden), so that count must stay at zero.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from triage.classify import (
+    CATEGORIES,
+    DEFAULT_RULES_PATH,
+    EXCERPT_LIMIT,
+    RuleSet,
+    classify,
+    classify_node,
+    excerpt_around,
+    normalize_adapter,
+)
+from triage.errors import ConfigError
+from triage.models import Classification
+
+REPO = Path(__file__).resolve().parent.parent
+SHIPPED = REPO / "config" / "rules.yaml"
+CORPUS = Path("/work/shared/corpus/error-messages.jsonl")
+
+
+@pytest.fixture(scope="module")
+def shipped() -> RuleSet:
+    return RuleSet.load(SHIPPED)
+
+
+def corpus_rows() -> list[dict]:
+    if not CORPUS.exists():
+        pytest.skip(f"corpus not available at {CORPUS}")
+    return [json.loads(line) for line in CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def judge(rows: list[dict], rules: RuleSet) -> list[tuple[dict, Classification]]:
+    return [(row, classify(row["message"], adapter=row["adapter"], rules=rules)) for row in rows]
+
+
+def describe(row: dict, result: Classification) -> str:
+    verdict = f"{result.verdict}/{result.category} ({result.rule})"
+    return f"{row['id']} [{row['label']}] -> {verdict}: {row['message'][:120]!r}"
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def rule(name: str = "some_rule", **overrides) -> dict:
+    """A valid rule mapping; tests change one key at a time."""
+    item = {"name": name, "pattern": r"(?i)\bsome phrase\b", "verdict": "transient", "category": "timeout"}
+    item.update(overrides)
+    return item
+
+
+# --------------------------------------------------------------------------- the shipped rule set
+
+
+def test_shipped_rules_load_and_are_the_default(shipped: RuleSet) -> None:
+    assert SHIPPED == DEFAULT_RULES_PATH
+    assert RuleSet.load().rules == shipped.rules
+    names = [r.name for r in shipped.rules]
+    assert len(names) == len(set(names))
+    for r in shipped.rules:
+        assert r.category in CATEGORIES[r.verdict], r.name
+        assert r.description, f"{r.name} has no description"
+
+
+def test_shipped_rules_cover_every_warehouse(shipped: RuleSet) -> None:
+    covered = set().union(*(r.adapters for r in shipped.rules))
+    for family in (
+        "snowflake",
+        "bigquery",
+        "redshift",
+        "postgres",
+        "databricks",
+        "duckdb",
+        "trino",
+        "sqlserver",
+        "mysql",
+    ):
+        assert family in covered, f"no rule for {family}"
+
+
+def test_corpus_no_deterministic_message_is_called_transient(shipped: RuleSet) -> None:
+    wrong = [
+        describe(row, result)
+        for row, result in judge(corpus_rows(), shipped)
+        if row["label"] == "deterministic" and result.verdict == "transient"
+    ]
+    assert not wrong, "deterministic messages classified transient:\n" + "\n".join(wrong)
+
+
+def test_corpus_transient_messages_are_recognised(shipped: RuleSet) -> None:
+    judged = [
+        (row, res)
+        for row, res in judge(corpus_rows(), shipped)
+        if row["label"] in ("transient", "conditional")
+    ]
+    missed = [describe(row, res) for row, res in judged if res.verdict != "transient"]
+    recognised = len(judged) - len(missed)
+    assert recognised >= 0.9 * len(judged), (
+        f"only {recognised}/{len(judged)} transient+conditional recognised; misses:\n" + "\n".join(missed)
+    )
+
+
+def test_corpus_conditional_messages_get_one_retry(shipped: RuleSet) -> None:
+    wrong = [
+        describe(row, res) + f" max_retries={res.max_retries}"
+        for row, res in judge(corpus_rows(), shipped)
+        if row["label"] == "conditional" and res.verdict == "transient" and res.max_retries != 1
+    ]
+    assert not wrong, "conditional messages without max_retries == 1:\n" + "\n".join(wrong)
+
+
+def test_corpus_ambiguous_messages_do_not_crash(shipped: RuleSet) -> None:
+    for row, result in judge(corpus_rows(), shipped):
+        if row["label"] == "ambiguous":
+            assert result.verdict in ("transient", "deterministic", "unknown")
+
+
+@pytest.mark.parametrize(
+    ("message", "adapter", "verdict", "category"),
+    [
+        # dbt-core's own messages
+        (
+            "Parsing Error\n  Error reading my_project: models/schema.yml - mapping values are not allowed",
+            None,
+            "deterministic",
+            "compilation",
+        ),
+        ("Runtime Error\n  Could not find profile named 'analytics'", None, "deterministic", "config"),
+        ("Got 12 results, configured to fail if != 0", "snowflake", "deterministic", "data_test"),
+        # dbt deps and git: package problems and auth are deterministic, network is transient
+        (
+            "Encountered an error:\nPackage acme/does_not_exist was not found in the package index",
+            None,
+            "deterministic",
+            "dependency",
+        ),
+        (
+            "Encountered an error:\nExternal connection exception occurred: "
+            "HTTPSConnectionPool(host='hub.getdbt.com', port=443): Read timed out.",
+            None,
+            "transient",
+            "connection",
+        ),
+        (
+            "Cloning into 'repo'...\n"
+            "fatal: could not read Username for 'https://github.com': terminal prompts disabled",
+            None,
+            "deterministic",
+            "permission",
+        ),
+        (
+            "fatal: unable to access 'https://github.com/acme/dbt.git/': Could not resolve host: github.com",
+            None,
+            "transient",
+            "connection",
+        ),
+        # MySQL (no corpus entries)
+        (
+            "1213 (40001): Deadlock found when trying to get lock; try restarting transaction",
+            "mysql",
+            "transient",
+            "lock_conflict",
+        ),
+        ("2013 (HY000): Lost connection to MySQL server during query", "mysql", "transient", "connection"),
+        ("1146 (42S02): Table 'analytics.orders' doesn't exist", "mysql", "deterministic", "missing_object"),
+        (
+            "1064 (42000): You have an error in your SQL syntax; check the manual",
+            "mysql",
+            "deterministic",
+            "sql_error",
+        ),
+    ],
+)
+def test_shipped_rules_generalise(
+    shipped: RuleSet, message: str, adapter: str | None, verdict: str, category: str
+) -> None:
+    result = classify(message, adapter=adapter, rules=shipped)
+    assert (result.verdict, result.category) == (verdict, category), result
+
+
+def test_mysql_lock_wait_timeout_gets_one_retry(shipped: RuleSet) -> None:
+    result = classify(
+        "1205 (HY000): Lock wait timeout exceeded; try restarting transaction", adapter="mysql", rules=shipped
+    )
+    assert (result.verdict, result.max_retries) == ("transient", 1)
+
+
+# --------------------------------------------------------------------------- precedence
+
+
+PRECEDENCE_RULES = [
+    rule(
+        "lock_wait",
+        pattern=r"(?i)\block wait\b",
+        verdict="transient",
+        category="lock_conflict",
+        max_retries=2,
+    ),
+    rule("any_timeout", pattern=r"(?i)\btimeout\b", verdict="transient", category="timeout"),
+    rule("syntax", pattern=r"(?i)\bsyntax error\b", verdict="deterministic", category="sql_error"),
+    rule("missing", pattern=r"(?i)\bdoes not exist\b", verdict="deterministic", category="missing_object"),
+]
+
+
+def test_deterministic_beats_transient_in_the_same_message() -> None:
+    rules = RuleSet.from_dicts(PRECEDENCE_RULES)
+    result = classify("lock wait timeout\nthen: syntax error at or near 'selec'", adapter=None, rules=rules)
+    assert (result.verdict, result.category, result.rule) == ("deterministic", "sql_error", "syntax")
+    assert result.max_retries is None
+
+
+def test_shipped_rules_lock_plus_syntax_error_is_deterministic(shipped: RuleSet) -> None:
+    message = (
+        "000625 (57014): Statement '01b4-…' has locked table 'ORDERS' in transaction 17 "
+        "and this lock has not yet been released.\n"
+        "001003 (42000): SQL compilation error:\nsyntax error line 3 at position 9 unexpected 'form'."
+    )
+    assert classify(message, adapter="snowflake", rules=shipped).verdict == "deterministic"
+
+
+def test_first_rule_in_file_order_wins_among_same_verdict() -> None:
+    rules = RuleSet.from_dicts(PRECEDENCE_RULES)
+    transient = classify("lock wait timeout", adapter=None, rules=rules)
+    assert (transient.rule, transient.max_retries) == ("lock_wait", 2)
+    deterministic = classify("relation does not exist; syntax error", adapter=None, rules=rules)
+    assert deterministic.rule == "syntax"
+
+
+def test_unmatched_message_is_unknown() -> None:
+    result = classify(
+        "\n  Something odd happened\nmore",
+        adapter="snowflake",
+        rules=RuleSet.from_dicts(PRECEDENCE_RULES),
+        source="log",
+    )
+    assert (result.verdict, result.category, result.rule) == ("unknown", "unknown", None)
+    assert result.source == "log"
+    assert result.excerpt == "Something odd happened"
+
+
+def test_empty_message_is_unknown() -> None:
+    assert classify("", adapter=None, rules=RuleSet.from_dicts(PRECEDENCE_RULES)).verdict == "unknown"
+
+
+def test_result_carries_rule_excerpt_source_and_retries() -> None:
+    rules = RuleSet.from_dicts(PRECEDENCE_RULES)
+    result = classify(
+        "Database Error\n  ERROR: lock wait exceeded\nContext: …", adapter=None, rules=rules, source="log"
+    )
+    assert result == Classification(
+        verdict="transient",
+        category="lock_conflict",
+        rule="lock_wait",
+        excerpt="ERROR: lock wait exceeded",
+        source="log",
+        max_retries=2,
+    )
+
+
+# --------------------------------------------------------------------------- adapters
+
+
+ADAPTER_RULES = [
+    rule("sf_lock", pattern=r"\b000625\b", adapters=["snowflake"], category="lock_conflict"),
+    rule(
+        "spark_conflict", pattern=r"ConcurrentAppendException", adapters=["spark"], category="lock_conflict"
+    ),
+    rule("fabric_conflict", pattern=r"\(24556\)", adapters=["fabric"], category="lock_conflict"),
+    rule("athena_throttle", pattern=r"ThrottlingException", adapters=["athena"], category="rate_limit"),
+    rule("anywhere", pattern=r"connection reset by peer", category="connection"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "family"),
+    [
+        ("snowflake", "snowflake"),
+        (" Snowflake ", "snowflake"),
+        ("dbt-snowflake", "snowflake"),
+        ("spark", "databricks"),
+        ("databricks", "databricks"),
+        ("fabric", "sqlserver"),
+        ("synapse", "sqlserver"),
+        ("sqlserver", "sqlserver"),
+        ("athena", "trino"),
+        ("starburst", "trino"),
+        ("trino", "trino"),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_normalize_adapter(name: str | None, family: str | None) -> None:
+    assert normalize_adapter(name) == family
+
+
+def test_adapter_specific_rule_fires_only_for_its_adapter() -> None:
+    rules = RuleSet.from_dicts(ADAPTER_RULES)
+    message = "000625 (57014): Statement has locked table"
+    assert classify(message, adapter="snowflake", rules=rules).rule == "sf_lock"
+    assert classify(message, adapter="SNOWFLAKE", rules=rules).rule == "sf_lock"
+    assert classify(message, adapter="bigquery", rules=rules).verdict == "unknown"
+
+
+def test_unknown_adapter_lets_specific_rules_fire() -> None:
+    rules = RuleSet.from_dicts(ADAPTER_RULES)
+    assert classify("000625 (57014)", adapter=None, rules=rules).rule == "sf_lock"
+
+
+def test_adapter_aliases_apply_to_rules_and_callers() -> None:
+    rules = RuleSet.from_dicts(ADAPTER_RULES)
+    assert classify("ConcurrentAppendException", adapter="databricks", rules=rules).rule == "spark_conflict"
+    assert classify("ConcurrentAppendException", adapter="spark", rules=rules).rule == "spark_conflict"
+    assert classify("error (24556)", adapter="sqlserver", rules=rules).rule == "fabric_conflict"
+    assert classify("error (24556)", adapter="synapse", rules=rules).rule == "fabric_conflict"
+    assert classify("ThrottlingException", adapter="trino", rules=rules).rule == "athena_throttle"
+    assert classify("ThrottlingException", adapter="snowflake", rules=rules).verdict == "unknown"
+
+
+def test_rule_without_adapters_fires_for_every_adapter() -> None:
+    rules = RuleSet.from_dicts(ADAPTER_RULES)
+    for adapter in ("snowflake", "duckdb", "whatever", None):
+        assert classify("connection reset by peer", adapter=adapter, rules=rules).rule == "anywhere"
+
+
+# --------------------------------------------------------------------------- layering files
+
+
+BASE_YAML = r"""
+rules:
+  - name: lock_rule
+    pattern: '(?i)\block wait\b'
+    verdict: transient
+    category: lock_conflict
+  - name: timeout_rule
+    pattern: '(?i)\btimeout\b'
+    verdict: transient
+    category: timeout
+  - name: syntax_rule
+    pattern: '(?i)\bsyntax error\b'
+    verdict: deterministic
+    category: sql_error
+"""
+
+
+def test_later_file_overrides_by_name_in_place(tmp_path: Path) -> None:
+    base = write(tmp_path, "base.yaml", BASE_YAML)
+    site = write(
+        tmp_path,
+        "site.yaml",
+        r"""
+rules:
+  - name: lock_rule
+    pattern: '(?i)\block wait\b'
+    verdict: transient
+    category: lock_conflict
+    max_retries: 1
+    description: site caps lock retries
+""",
+    )
+    rules = RuleSet.load(base, site)
+    assert [r.name for r in rules.rules] == ["lock_rule", "timeout_rule", "syntax_rule"]
+    result = classify("lock wait timeout", adapter=None, rules=rules)
+    assert (result.rule, result.max_retries) == ("lock_rule", 1)
+
+
+def test_later_file_adds_rules_at_the_end(tmp_path: Path) -> None:
+    base = write(tmp_path, "base.yaml", BASE_YAML)
+    site = write(
+        tmp_path,
+        "site.yaml",
+        r"""
+rules:
+  - name: site_quota
+    pattern: 'ACME_QUOTA_HIT'
+    verdict: deterministic
+    category: resource_limit
+""",
+    )
+    rules = RuleSet.load(base, site)
+    assert rules.rules[-1].name == "site_quota"
+    assert classify("timeout, then ACME_QUOTA_HIT", adapter=None, rules=rules).verdict == "deterministic"
+
+
+def test_later_file_can_turn_a_rule_deterministic(tmp_path: Path) -> None:
+    base = write(tmp_path, "base.yaml", BASE_YAML)
+    site = write(
+        tmp_path,
+        "site.yaml",
+        r"""
+rules:
+  - name: timeout_rule
+    pattern: '(?i)\btimeout\b'
+    verdict: deterministic
+    category: resource_limit
+""",
+    )
+    assert classify("query timeout", adapter=None, rules=RuleSet.load(base, site)).verdict == "deterministic"
+
+
+def test_enabled_false_removes_a_rule(tmp_path: Path) -> None:
+    base = write(tmp_path, "base.yaml", BASE_YAML)
+    site = write(tmp_path, "site.yaml", "rules:\n  - {name: timeout_rule, enabled: false}\n")
+    rules = RuleSet.load(base, site)
+    assert [r.name for r in rules.rules] == ["lock_rule", "syntax_rule"]
+    assert classify("query timeout", adapter=None, rules=rules).verdict == "unknown"
+
+
+def test_disabling_an_undefined_rule_is_an_error(tmp_path: Path) -> None:
+    base = write(tmp_path, "base.yaml", BASE_YAML)
+    site = write(tmp_path, "site.yaml", "rules:\n  - {name: timout_rule, enabled: false}\n")
+    with pytest.raises(ConfigError, match=r"site\.yaml: rules\[0\]\.enabled: cannot disable 'timout_rule'"):
+        RuleSet.load(base, site)
+
+
+def test_site_file_can_disable_a_shipped_rule(tmp_path: Path) -> None:
+    site = write(tmp_path, "site.yaml", "rules:\n  - {name: snowflake_lock_waiters, enabled: false}\n")
+    rules = RuleSet.load(SHIPPED, site)
+    assert rules.get("snowflake_lock_waiters") is None
+    assert rules.get("snowflake_statement_timeout") is not None
+
+
+# --------------------------------------------------------------------------- configuration errors
+
+
+@pytest.mark.parametrize(
+    ("items", "expected"),
+    [
+        ([rule(), rule("other", pattern="(unclosed")], r"^<memory>: rules\[1\]\.pattern: invalid regex: "),
+        (
+            [{"name": "no_verdict", "pattern": "x", "category": "timeout"}],
+            r"^<memory>: rules\[0\]: missing key 'verdict'$",
+        ),
+        (
+            [{"pattern": "x", "verdict": "transient", "category": "timeout"}],
+            r"^<memory>: rules\[0\]: missing key 'name'$",
+        ),
+        (
+            [rule(category="lockz")],
+            r"^<memory>: rules\[0\]\.category: 'lockz' is not one of connection, timeout, ",
+        ),
+        (
+            [rule(verdict="deterministic", category="timeout")],
+            r"rules\[0\]\.category: 'timeout' is not one of sql_error, ",
+        ),
+        (
+            [rule(verdict="maybe")],
+            r"^<memory>: rules\[0\]\.verdict: 'maybe' is not one of transient, deterministic$",
+        ),
+        ([rule("dup"), rule("dup")], r"^<memory>: rules\[1\]\.name: duplicate rule name 'dup' in this file$"),
+        ([rule("Not Snake")], r"rules\[0\]\.name: 'Not Snake' is not a snake_case name"),
+        ([rule(verdit="transient")], r"rules\[0\]: unknown key 'verdit'"),
+        ([rule(pattern="a*")], r"rules\[0\]\.pattern: matches the empty string"),
+        ([rule(pattern="")], r"rules\[0\]\.pattern: must be a non-empty string"),
+        ([rule(adapters="snowflake")], r"rules\[0\]\.adapters: must be a list of adapter names"),
+        ([rule(max_retries=-1)], r"rules\[0\]\.max_retries: must be a whole number >= 0"),
+        ([rule(max_retries=True)], r"rules\[0\]\.max_retries: must be a whole number >= 0"),
+        (
+            [rule(verdict="deterministic", category="sql_error", max_retries=1)],
+            r"rules\[0\]\.max_retries: only a transient rule",
+        ),
+        ([rule(enabled="no")], r"rules\[0\]\.enabled: must be true or false"),
+        (["just a string"], r"rules\[0\]: must be a mapping, got str"),
+    ],
+)
+def test_config_errors_name_the_key(items: list, expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        RuleSet.from_dicts(items)
+
+
+def test_config_error_names_the_file(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "rules.yaml",
+        "rules:\n  - name: ok_rule\n    pattern: 'x'\n    verdict: transient\n    category: timeout\n"
+        "  - name: broken\n    pattern: '[oops'\n    verdict: transient\n    category: timeout\n",
+    )
+    with pytest.raises(ConfigError, match=rf"^{path}: rules\[1\]\.pattern: invalid regex: "):
+        RuleSet.load(path)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "- name: a\n", "rules: {name: a}\n", "other: []\n", "rules:\n"],
+)
+def test_top_level_must_be_a_mapping_with_a_rules_list(tmp_path: Path, text: str) -> None:
+    path = write(tmp_path, "bad.yaml", text)
+    with pytest.raises(ConfigError, match=r"bad\.yaml: top level must be a mapping with a 'rules:' list"):
+        RuleSet.load(path)
+
+
+def test_unknown_top_level_key_is_an_error(tmp_path: Path) -> None:
+    path = write(tmp_path, "bad.yaml", "rules: []\nrulez: []\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: unknown top-level key 'rulez'"):
+        RuleSet.load(path)
+
+
+def test_invalid_yaml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"bad\.yaml: invalid YAML"):
+        RuleSet.load(write(tmp_path, "bad.yaml", "rules: [\n"))
+    with pytest.raises(ConfigError, match=r"nowhere\.yaml: cannot read rules file"):
+        RuleSet.load(tmp_path / "nowhere.yaml")
+
+
+def test_duplicate_names_across_files_are_overrides_not_errors(tmp_path: Path) -> None:
+    base = write(tmp_path, "base.yaml", BASE_YAML)
+    assert len(RuleSet.load(base, base).rules) == 3
+
+
+# --------------------------------------------------------------------------- classify_node
+
+
+def test_failing_test_is_a_data_test_whatever_its_message(shipped: RuleSet) -> None:
+    result = classify_node(
+        "fail",
+        "test",
+        "Got 3 results, configured to fail if != 0\nconnection reset by peer",
+        adapter="postgres",
+        rules=shipped,
+    )
+    assert (result.verdict, result.category, result.rule) == (
+        "deterministic",
+        "data_test",
+        "dbt_test_failure",
+    )
+    assert result.excerpt == "Got 3 results, configured to fail if != 0"
+    assert classify_node("fail", None, None, adapter=None, rules=shipped).rule == "dbt_test_failure"
+    assert (
+        classify_node("fail", "unit_test", "actual differs", adapter=None, rules=shipped).rule
+        == "dbt_test_failure"
+    )
+
+
+def test_warning_is_reported_never_a_failure(shipped: RuleSet) -> None:
+    result = classify_node(
+        "warn", "test", "Got 1 result, configured to warn if != 0", adapter=None, rules=shipped, source="log"
+    )
+    assert (result.verdict, result.category, result.rule, result.source) == (
+        "deterministic",
+        "data_test",
+        "dbt_test_warning",
+        "log",
+    )
+
+
+def test_errored_node_is_judged_by_its_message(shipped: RuleSet) -> None:
+    transient = classify_node(
+        "error", "model", "ERROR: deadlock detected (SQLSTATE 40P01)", adapter="redshift", rules=shipped
+    )
+    assert (transient.verdict, transient.category) == ("transient", "lock_conflict")
+    runtime = classify_node(
+        "runtime error", "test", 'syntax error at or near "selct"', adapter="postgres", rules=shipped
+    )
+    assert (runtime.verdict, runtime.category) == ("deterministic", "sql_error")
+    unknown = classify_node("error", "model", None, adapter=None, rules=shipped)
+    assert unknown.verdict == "unknown"
+
+
+# --------------------------------------------------------------------------- excerpts
+
+
+def test_excerpt_is_the_matching_line() -> None:
+    text = "Database Error in model orders\n  deadlock detected\n  more context"
+    start = text.index("deadlock")
+    assert excerpt_around(text, start, start + len("deadlock detected")) == "deadlock detected"
+
+
+def test_long_line_is_trimmed_around_the_match() -> None:
+    text = "x" * 1000 + " deadlock detected " + "y" * 1000
+    start = text.index("deadlock")
+    excerpt = excerpt_around(text, start, start + len("deadlock detected"))
+    assert len(excerpt) <= EXCERPT_LIMIT
+    assert "deadlock detected" in excerpt
+    assert excerpt.startswith("…") and excerpt.endswith("…")
+
+
+def test_match_near_the_start_of_a_long_line_keeps_it() -> None:
+    text = "deadlock detected " + "y" * 1000
+    excerpt = excerpt_around(text, 0, len("deadlock detected"))
+    assert excerpt.startswith("deadlock detected") and excerpt.endswith("…")
+    assert len(excerpt) <= EXCERPT_LIMIT
+
+
+def test_match_longer_than_the_limit_keeps_its_start() -> None:
+    text = "a" * 500
+    excerpt = excerpt_around(text, 0, 500)
+    assert len(excerpt) <= EXCERPT_LIMIT and excerpt.startswith("aaaa")
+
+
+def test_classify_excerpt_on_a_huge_log_is_bounded(shipped: RuleSet) -> None:
+    log = "\n".join(f"12:00:{i:02d}  OK created view model analytics.m{i}" for i in range(60))
+    log += "\n" + "z" * 5000 + " canceling statement due to statement timeout " + "z" * 5000
+    result = classify(log, adapter="postgres", rules=shipped, source="log")
+    assert (result.rule, result.max_retries) == ("postgres_statement_timeout", 1)
+    assert len(result.excerpt) <= EXCERPT_LIMIT
+    assert "canceling statement due to statement timeout" in result.excerpt

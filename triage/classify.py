@@ -1,0 +1,373 @@
+"""Rule engine: is a failed dbt node's message transient (worth a retry) or deterministic (not)?
+
+The rules are data, not code: ``config/rules.yaml`` ships with the product and a site may layer its
+own file on top, so a data engineer can read, fix and extend them without a release. Each rule is a
+Python regex with a verdict (``transient`` | ``deterministic``), a category and an optional cap on
+the retries it deserves.
+
+Precedence
+    1. Deterministic evidence beats transient evidence in the same message. A message that shows a
+       lock wait *and* a syntax error fails again once the lock clears: retrying it burns warehouse
+       money and hides the real bug, so one deterministic match is enough to refuse the retry.
+    2. Among matches of the same verdict the first rule in file order wins: it names the rule, the
+       category and the retry cap reported. Specific rules therefore sit above generic ones.
+    3. A message no rule matches is ``Classification(verdict="unknown", category="unknown")``.
+       Unknown is not transient: the caller decides what to do with it, never this module.
+
+Adapters
+    Adapter names are lower-cased, a leading ``dbt-`` is dropped and aliases fold onto one family:
+    ``spark`` -> ``databricks``; ``fabric``, ``synapse`` -> ``sqlserver``; ``athena``,
+    ``starburst`` -> ``trino``. A rule that lists ``adapters`` fires only for those families; a rule
+    without them fires for every adapter (dbt-core's own messages, network errors, generic SQL).
+    When the adapter is unknown (``None``) the adapter-specific rules fire as well: we do not know
+    the warehouse, the vendor codes and phrases they match are distinctive, and dropping them would
+    turn known deterministic errors into "unknown" just because metadata was missing.
+
+Layering
+    ``RuleSet.load(shipped, site, ...)`` reads the files in order. A later rule with an existing name
+    replaces the earlier one *in place* (same position, so precedence does not shift); a new name is
+    appended; ``{name: x, enabled: false}`` removes rule ``x``. Names must be unique within one file.
+    Patterns are compiled once, at load; every problem is a ``ConfigError`` naming file and key.
+
+Cost
+    Every applicable rule scans the whole text: with the shipped rules that is about 2 s per MB in
+    CPython's ``re``. Run-results messages are tiny; for a log, pass the failing part, not megabytes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from triage.errors import ConfigError
+from triage.models import Classification
+
+VERDICTS: tuple[str, ...] = ("transient", "deterministic")
+
+#: Allowed categories per verdict. ``resource_limit`` exists on both sides: a full queue clears on
+#: its own (transient), a bytes-billed guard or a memory limit for the query's shape does not.
+CATEGORIES: dict[str, tuple[str, ...]] = {
+    "transient": (
+        "connection",
+        "timeout",
+        "lock_conflict",
+        "rate_limit",
+        "warehouse_unavailable",
+        "auth_expired",
+        "internal_error",
+        "resource_limit",
+    ),
+    "deterministic": (
+        "sql_error",
+        "missing_object",
+        "permission",
+        "data_test",
+        "compilation",
+        "contract",
+        "resource_limit",
+        "config",
+        "dependency",
+    ),
+}
+
+#: Adapters that produce the same error texts, folded onto one name.
+ADAPTER_ALIASES: dict[str, str] = {
+    "spark": "databricks",
+    "fabric": "sqlserver",
+    "synapse": "sqlserver",
+    "athena": "trino",
+    "starburst": "trino",
+}
+
+#: The rule set that ships with the product; ``RuleSet.load()`` without paths reads it.
+DEFAULT_RULES_PATH = Path(__file__).resolve().parent.parent / "config" / "rules.yaml"
+
+#: Longest excerpt we keep: enough for a Slack line, short enough not to leak a whole log.
+EXCERPT_LIMIT = 240
+
+#: run_results resource types whose ``fail`` status means "the data test found rows".
+TEST_RESOURCE_TYPES = frozenset({"test", "unit_test"})
+
+_RULE_KEYS = ("name", "adapters", "pattern", "verdict", "category", "max_retries", "description", "enabled")
+_REQUIRED_KEYS = ("name", "pattern", "verdict", "category")
+_NAME_RE = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def normalize_adapter(name: str | None) -> str | None:
+    """Fold an adapter name onto its family (``"dbt-Spark"`` -> ``"databricks"``); ``None`` stays unknown."""
+    if name is None:
+        return None
+    key = name.strip().lower()
+    if key.startswith("dbt-"):
+        key = key[len("dbt-") :]
+    if not key:
+        return None
+    return ADAPTER_ALIASES.get(key, key)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One compiled rule. ``adapters`` is empty when the rule applies to every adapter."""
+
+    name: str
+    verdict: str
+    category: str
+    pattern: re.Pattern[str]
+    adapters: frozenset[str] = frozenset()
+    max_retries: int | None = None
+    description: str = ""
+
+    def applies_to(self, adapter: str | None) -> bool:
+        """True when the rule may fire for this (already normalised) adapter; unknown adapter = all fire."""
+        return not self.adapters or adapter is None or adapter in self.adapters
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """An ordered, immutable collection of rules; order matters for precedence (see module docstring)."""
+
+    rules: tuple[Rule, ...]
+
+    @classmethod
+    def load(cls, *paths: str | Path) -> RuleSet:
+        """Read rule files in order, later ones overriding earlier ones; no path = the shipped rules."""
+        merged: dict[str, Rule] = {}
+        for path in paths or (DEFAULT_RULES_PATH,):
+            _merge(merged, _read_rules_file(Path(path)), origin=str(path))
+        return cls(tuple(merged.values()))
+
+    @classmethod
+    def from_dicts(cls, items: list[dict], origin: str = "<memory>") -> RuleSet:
+        """Build a rule set from already-parsed rule mappings (tests, or rules kept elsewhere)."""
+        merged: dict[str, Rule] = {}
+        _merge(merged, items, origin=origin)
+        return cls(tuple(merged.values()))
+
+    def get(self, name: str) -> Rule | None:
+        """The rule with this name, or None."""
+        return next((rule for rule in self.rules if rule.name == name), None)
+
+
+def classify(
+    message: str, *, adapter: str | None, rules: RuleSet, source: str = "run_results"
+) -> Classification:
+    """Judge one failure message (see the module docstring for precedence and adapter handling)."""
+    text = message or ""
+    family = normalize_adapter(adapter)
+    first_transient: tuple[Rule, re.Match[str]] | None = None
+    for rule in rules.rules:
+        if not rule.applies_to(family):
+            continue
+        match = rule.pattern.search(text)
+        if match is None:
+            continue
+        if rule.verdict == "deterministic":
+            return _classification(rule, text, match, source)  # one is enough: never retry this
+        if first_transient is None:
+            first_transient = (rule, match)
+    if first_transient is not None:
+        rule, match = first_transient
+        return _classification(rule, text, match, source)
+    return Classification(verdict="unknown", category="unknown", excerpt=_first_line(text), source=source)
+
+
+def classify_node(
+    status: str,
+    resource_type: str | None,
+    message: str | None,
+    *,
+    adapter: str | None,
+    rules: RuleSet,
+    source: str = "run_results",
+) -> Classification:
+    """Judge one run_results node.
+
+    A test with status ``fail`` found failing rows: that is the data speaking, deterministic whatever
+    its message says. Status ``warn`` is not a failure at all (reported, never retried). Anything
+    else (``error``, ``runtime error``) is judged by its message.
+    """
+    state = (status or "").strip().lower()
+    kind = (resource_type or "").strip().lower() or None
+    if state == "warn":
+        return Classification(
+            verdict="deterministic",
+            category="data_test",
+            rule="dbt_test_warning",
+            excerpt=_first_line(message or ""),
+            source=source,
+        )
+    if state == "fail" and (kind is None or kind in TEST_RESOURCE_TYPES):
+        return Classification(
+            verdict="deterministic",
+            category="data_test",
+            rule="dbt_test_failure",
+            excerpt=_first_line(message or ""),
+            source=source,
+        )
+    return classify(message or "", adapter=adapter, rules=rules, source=source)
+
+
+def excerpt_around(text: str, start: int, end: int, limit: int = EXCERPT_LIMIT) -> str:
+    """The line(s) holding ``text[start:end]``, trimmed to ``limit`` characters with the match kept.
+
+    Trimmed sides are marked with "…". A match longer than ``limit`` keeps its beginning.
+    """
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", end)
+    if line_end == -1:
+        line_end = len(text)
+    line = text[line_start:line_end].replace("\n", " ").replace("\r", " ")
+    if len(line) <= limit:
+        return line.strip()
+    start, end = start - line_start, end - line_start
+    room = limit - 2 - (end - start)  # context we can afford besides the match and two "…" marks
+    if room <= 0:
+        return line[start : start + limit - 1] + "…"
+    right = min(len(line) - end, room - min(start, room // 2))
+    left = min(start, room - right)
+    head = "…" if start - left > 0 else ""
+    tail = "…" if end + right < len(line) else ""
+    return head + line[start - left : end + right] + tail
+
+
+def _classification(rule: Rule, text: str, match: re.Match[str], source: str) -> Classification:
+    return Classification(
+        verdict=rule.verdict,
+        category=rule.category,
+        rule=rule.name,
+        excerpt=excerpt_around(text, match.start(), match.end()),
+        source=source,
+        max_retries=rule.max_retries,
+    )
+
+
+def _first_line(text: str) -> str:
+    """First non-blank line, trimmed: a hint for humans when no match tells us where to look."""
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()[:EXCERPT_LIMIT]
+    return ""
+
+
+# --------------------------------------------------------------------------- loading and validation
+
+
+def _read_rules_file(path: Path) -> list[Any]:
+    """The ``rules:`` list of one YAML file, or a ConfigError saying what is wrong with the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read rules file: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("rules"), list):
+        raise ConfigError(f"{path}: top level must be a mapping with a 'rules:' list")
+    extra = sorted(str(key) for key in data if key != "rules")
+    if extra:
+        raise ConfigError(f"{path}: unknown top-level key {extra[0]!r} (only 'rules' is allowed)")
+    return data["rules"]
+
+
+def _merge(merged: dict[str, Rule], items: Any, origin: str) -> None:
+    """Apply one file's entries to ``merged`` (a dict keeps order, and replacing a key keeps its place)."""
+    if not isinstance(items, list):
+        raise ConfigError(f"{origin}: top level must be a mapping with a 'rules:' list")
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        where = f"{origin}: rules[{index}]"
+        if not isinstance(item, Mapping):
+            raise ConfigError(f"{where}: must be a mapping, got {type(item).__name__}")
+        unknown = sorted(str(key) for key in item if key not in _RULE_KEYS)
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(_RULE_KEYS)})")
+        name = _check_name(item, where)
+        if name in seen:
+            raise ConfigError(f"{where}.name: duplicate rule name {name!r} in this file")
+        seen.add(name)
+        enabled = item.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise ConfigError(f"{where}.enabled: must be true or false, got {enabled!r}")
+        if not enabled:
+            if name not in merged:
+                raise ConfigError(f"{where}.enabled: cannot disable {name!r}: no earlier file defines it")
+            del merged[name]
+            continue
+        merged[name] = _build_rule(item, where, name)
+
+
+def _check_name(item: Mapping[str, Any], where: str) -> str:
+    if "name" not in item:
+        raise ConfigError(f"{where}: missing key 'name'")
+    name = item["name"]
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        raise ConfigError(f"{where}.name: {name!r} is not a snake_case name (a-z, 0-9, _)")
+    return name
+
+
+def _build_rule(item: Mapping[str, Any], where: str, name: str) -> Rule:
+    for key in _REQUIRED_KEYS:
+        if key not in item:
+            raise ConfigError(f"{where}: missing key {key!r}")
+
+    verdict = item["verdict"]
+    if verdict not in VERDICTS:
+        raise ConfigError(f"{where}.verdict: {verdict!r} is not one of {', '.join(VERDICTS)}")
+    category = item["category"]
+    if category not in CATEGORIES[verdict]:
+        allowed = ", ".join(CATEGORIES[verdict])
+        raise ConfigError(f"{where}.category: {category!r} is not one of {allowed} (for a {verdict} rule)")
+
+    return Rule(
+        name=name,
+        verdict=verdict,
+        category=category,
+        pattern=_compile(item["pattern"], where),
+        adapters=_adapters(item.get("adapters"), where),
+        max_retries=_max_retries(item.get("max_retries"), verdict, where),
+        description=_description(item.get("description"), where),
+    )
+
+
+def _compile(pattern: Any, where: str) -> re.Pattern[str]:
+    if not isinstance(pattern, str) or not pattern:
+        raise ConfigError(f"{where}.pattern: must be a non-empty string")
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        raise ConfigError(f"{where}.pattern: invalid regex: {exc}") from None
+    if compiled.search("") is not None:
+        raise ConfigError(f"{where}.pattern: matches the empty string, so it would match every message")
+    return compiled
+
+
+def _adapters(value: Any, where: str) -> frozenset[str]:
+    if value is None:
+        return frozenset()
+    if not isinstance(value, list) or not all(isinstance(a, str) and a.strip() for a in value):
+        raise ConfigError(f"{where}.adapters: must be a list of adapter names, e.g. [snowflake]")
+    return frozenset(family for family in map(normalize_adapter, value) if family)
+
+
+def _max_retries(value: Any, verdict: str, where: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{where}.max_retries: must be a whole number >= 0, got {value!r}")
+    if verdict != "transient":
+        raise ConfigError(f"{where}.max_retries: only a transient rule can allow retries")
+    return value
+
+
+def _description(value: Any, where: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}.description: must be text")
+    return value.strip()
