@@ -1,0 +1,57 @@
+"""The Flask app factory: ``gunicorn 'triage.app:create_app()'``."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from redis import Redis
+from werkzeug.exceptions import HTTPException
+
+from triage import broker
+from triage.config import Settings, load_settings
+from triage.intake import bp as intake_bp
+from triage.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, redis: Redis | None = None) -> Flask:
+    """Build the web app. Settings are read (and checked) here, so a bad config stops gunicorn at start."""
+    settings = settings or load_settings()
+    redis = redis or broker.connect(settings.redis_url)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.webhook.max_body_bytes
+    app.extensions["triage"] = {
+        "settings": settings,
+        "store": Store(redis, settings.webhook.dedup_ttl_seconds),
+        "queue": broker.queue(redis, settings.queue_name),
+    }
+    app.register_blueprint(intake_bp)
+
+    @app.get("/healthz")
+    def healthz():
+        try:
+            redis.ping()
+        except Exception:
+            return jsonify(status="unavailable", redis="unreachable"), 503
+        return jsonify(status="ok")
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        """Every error is JSON, including Flask's own (404, 405, 413)."""
+        return jsonify(error=exc.name.lower().replace(" ", "_"), message=exc.description), exc.code
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        log.exception("unexpected error")
+        return jsonify(error="internal", message="unexpected error; it has been logged"), 500
+
+    if settings.webhook.verification == "none":
+        log.warning("=" * 72)
+        log.warning("WEBHOOK VERIFICATION IS OFF (webhook.verification: none): anyone who can reach")
+        log.warning("/webhooks/paradime can make this service retry runs. Set PARADIME_WEBHOOK_SECRET.")
+        log.warning("=" * 72)
+    else:
+        log.info("webhook verification: %s", settings.webhook.verification)
+    return app

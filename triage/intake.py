@@ -1,0 +1,91 @@
+"""``POST /webhooks/paradime``: verify, validate, deduplicate, enqueue, answer 202. Fast.
+
+No call to Paradime or Slack happens here; the only I/O is Redis. The order of the
+checks is deliberate: size (413) and authenticity (401) come before parsing (400),
+so an unauthenticated sender learns nothing about what a valid body looks like.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from flask import Blueprint, current_app, jsonify, request
+from redis.exceptions import RedisError
+
+from triage import broker
+from triage.errors import PayloadError
+from triage.paradime import redact_url
+from triage.store import new_triage_id
+from triage.verify import delivery_id, verify
+from triage.webhook import parse_event
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("intake", __name__)
+
+RETRY_AFTER_SECONDS = "30"
+
+
+def _error(status: int, error: str, message: str, **extra):
+    return jsonify(error=error, message=message, **extra), status
+
+
+@bp.post("/webhooks/paradime")
+@bp.post("/webhooks/paradime/<path:path_token>")
+def receive(path_token: str | None = None):
+    ctx = current_app.extensions["triage"]
+    settings = ctx["settings"]
+    body = request.get_data(cache=True)  # raises 413 past MAX_CONTENT_LENGTH
+
+    reason = verify(settings.webhook, body, request.headers, path_token)
+    if reason:
+        log.warning("webhook refused (401): %s", reason)
+        return _error(401, "unauthorized", reason)
+
+    try:
+        doc = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        return _error(400, "invalid_json", f"body is not valid JSON: {exc}")
+    try:
+        event = parse_event(doc)
+    except PayloadError as exc:
+        log.warning("webhook refused (400): %s", exc)
+        return _error(400, "invalid_payload", str(exc))
+
+    if event.api_url and event.api_url.rstrip("/") != (settings.paradime.endpoint or "").rstrip("/"):
+        log.warning("webhook api_url %s differs from PARADIME_API_ENDPOINT; ignored, the configured "
+                    "endpoint is used", redact_url(event.api_url))
+
+    triage_id = new_triage_id()
+    keys = [f"event:{event.dedup_key}"]
+    wid = delivery_id(request.headers)
+    if wid:
+        keys.insert(0, f"delivery:{wid[:200]}")
+    store, queue = ctx["store"], ctx["queue"]
+    try:
+        earlier = store.claim_delivery(keys, triage_id)
+        if earlier:
+            log.info("duplicate delivery of %s; already triage %s", event.dedup_key, earlier)
+            return jsonify(status="duplicate", triage_id=earlier), 200
+        try:
+            store.save_triage(triage_id, status="queued", received_at=time.time(), event=event.to_dict(),
+                              delivery_id=wid, run_id=event.run_id, schedule_name=event.schedule_name)
+            queue.enqueue(
+                broker.TRIAGE_JOB, triage_id, event.to_dict(),
+                job_id=f"triage-{triage_id}", failure_ttl=broker.FAILURE_TTL,
+                description=f"triage {event.event_type} {event.dedup_key}",
+            )
+        except RedisError:
+            store.release_delivery(keys)
+            raise
+    except RedisError as exc:
+        log.error("Redis unavailable, asking the sender to deliver again: %s", exc.__class__.__name__)
+        resp, status = _error(503, "unavailable", "queue unavailable; deliver again later")
+        resp.headers["Retry-After"] = RETRY_AFTER_SECONDS
+        return resp, status
+
+    log.info("triage %s queued for %s (event %s%s)", triage_id, event.dedup_key, event.event_type,
+             ", inferred" if event.event_type_inferred else "")
+    return jsonify(status="queued", triage_id=triage_id, event=event.event_type, run_id=event.run_id), 202

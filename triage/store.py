@@ -1,0 +1,137 @@
+"""Everything bolt-triage remembers, in Redis, under the ``bt:`` prefix.
+
+Redis is the single source of truth shared by every gunicorn worker and RQ worker,
+so the "never twice" guarantees live here as atomic ``SET NX`` claims:
+
+* ``bt:delivery:<webhook-id>`` and ``bt:event:<run|cmds>:<event>`` — one job per delivery / run event;
+* ``bt:triaged:<run_id>`` — one triage per finished run, whichever delivery got there first;
+* ``bt:retry:<run_id>`` — the retry mutation for a run is claimed before it is sent and records its outcome;
+* ``bt:slack:<run_id>:<kind>`` — one Slack post per run and kind.
+
+Chains of retries: ``bt:chain:<run_id>`` maps every run to its original run and attempt number;
+``bt:story:<original_run_id>`` holds the story of the chain (schedule, attempts, Slack thread, outcome).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from redis import Redis
+
+PREFIX = "bt:"
+RECORD_TTL = 30 * 24 * 3600  # triage records, chains and guards outlive any retry chain
+
+
+def new_triage_id() -> str:
+    return "tr_" + uuid.uuid4().hex[:16]
+
+
+@dataclass
+class ChainLink:
+    """Where a run sits in a chain of automatic retries (attempt 0 is the original run)."""
+
+    origin: int
+    attempt: int
+
+
+@dataclass
+class Story:
+    """The life of one original failed run and its retries: what Slack is told, and what is done."""
+
+    origin: int
+    schedule_name: str | None = None
+    branch: str | None = None
+    attempts: int = 0  # automatic retries issued so far
+    runs: list[int] = field(default_factory=list)
+    status: str = "open"  # open | retrying | recovered | gave_up | not_retried | unknown
+    slack_channel: str | None = None
+    slack_ts: str | None = None
+    flaky_nodes: list[str] = field(default_factory=list)
+
+
+class Store:
+    def __init__(self, redis: Redis, dedup_ttl: int = 604_800):
+        self.redis = redis
+        self.dedup_ttl = dedup_ttl
+
+    # --- intake dedup ----------------------------------------------------------------------
+
+    def claim_delivery(self, keys: list[str], triage_id: str) -> str | None:
+        """Claim every key for ``triage_id``; return the triage id of an earlier claim, if any.
+
+        Claims are made in order; when one is already held, the ones this call made are released,
+        so a duplicate leaves no trace and its first delivery keeps its triage id.
+        """
+        made = []
+        for key in keys:
+            full = f"{PREFIX}{key}"
+            if self.redis.set(full, triage_id, nx=True, ex=self.dedup_ttl):
+                made.append(full)
+                continue
+            existing = self.redis.get(full)
+            for k in made:
+                self.redis.delete(k)
+            return existing.decode() if existing else triage_id
+        return None
+
+    def release_delivery(self, keys: list[str]) -> None:
+        """Undo a claim whose job could not be enqueued, so the sender's redelivery gets through."""
+        self.redis.delete(*(f"{PREFIX}{k}" for k in keys))
+
+    # --- triage records (what the operations API will list) -----------------------------------
+
+    def save_triage(self, triage_id: str, **fields: Any) -> None:
+        key = f"{PREFIX}triage:{triage_id}"
+        data = {k: json.dumps(v) for k, v in fields.items()}
+        data.setdefault("updated_at", json.dumps(time.time()))
+        pipe = self.redis.pipeline()
+        pipe.hset(key, mapping=data)
+        pipe.expire(key, RECORD_TTL)
+        pipe.zadd(f"{PREFIX}triages", {triage_id: time.time()}, nx=True)
+        pipe.execute()
+
+    def get_triage(self, triage_id: str) -> dict[str, Any] | None:
+        raw = self.redis.hgetall(f"{PREFIX}triage:{triage_id}")
+        if not raw:
+            return None
+        return {k.decode(): json.loads(v) for k, v in raw.items()}
+
+    # --- once per run ---------------------------------------------------------------------------
+
+    def claim(self, key: str, value: str) -> bool:
+        """Generic once-only claim (SET NX) with the record TTL."""
+        return bool(self.redis.set(f"{PREFIX}{key}", value, nx=True, ex=RECORD_TTL))
+
+    def get(self, key: str) -> str | None:
+        value = self.redis.get(f"{PREFIX}{key}")
+        return value.decode() if value is not None else None
+
+    def put(self, key: str, value: str, ttl: int = RECORD_TTL) -> None:
+        self.redis.set(f"{PREFIX}{key}", value, ex=ttl)
+
+    def delete(self, key: str) -> None:
+        self.redis.delete(f"{PREFIX}{key}")
+
+    # --- chains -----------------------------------------------------------------------------------
+
+    def link(self, run_id: int) -> ChainLink | None:
+        raw = self.redis.get(f"{PREFIX}chain:{run_id}")
+        return ChainLink(**json.loads(raw)) if raw else None
+
+    def set_link(self, run_id: int, link: ChainLink) -> None:
+        self.redis.set(f"{PREFIX}chain:{run_id}", json.dumps(asdict(link)), ex=RECORD_TTL)
+
+    def story_lock(self, origin: int):
+        """Serialise read-modify-write of one chain's story across workers."""
+        return self.redis.lock(f"{PREFIX}lock:story:{origin}", timeout=60, blocking_timeout=60)
+
+    def story(self, origin: int) -> Story:
+        raw = self.redis.get(f"{PREFIX}story:{origin}")
+        return Story(**json.loads(raw)) if raw else Story(origin=origin, runs=[origin])
+
+    def save_story(self, story: Story) -> None:
+        self.redis.set(f"{PREFIX}story:{story.origin}", json.dumps(asdict(story)), ex=RECORD_TTL)
