@@ -1,0 +1,68 @@
+"""Retry or not: the product's one decision, made from the evidence alone.
+
+Order of the checks (the first that applies wins), so that the reason given is the
+most useful one for a human:
+
+1. nothing failed, or the run was cancelled by someone → no action;
+2. any deterministic failure → not retrying (a retry would fail the same way and burn money);
+3. any unrecognised failure → not retrying, unless ``retry.retry_unknown`` is on;
+4. the chain's retry budget (``retry.max_attempts``) is spent → gave up;
+5. a rule caps the retries its failure deserves (``max_retries``) and the cap is reached → gave up;
+6. only infrastructure commands (git clone, dbt deps) failed → trigger the schedule again
+   (``retryBoltRun`` refuses such runs), which needs the schedule name;
+7. otherwise → ``retryBoltRun``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from triage.config import RetryPolicy
+from triage.models import Decision, Evidence
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _categories(failures) -> str:
+    counts = Counter(f.classification.category for f in failures)
+    return ", ".join(f"{n}× {cat}" for cat, n in counts.most_common())
+
+
+def decide(evidence: Evidence, attempts_used: int, policy: RetryPolicy, schedule_name: str | None) -> Decision:
+    """Decide for a finished run that is attempt ``attempts_used`` of its chain (0 = the original run)."""
+    if evidence.state == "CANCELED":
+        return Decision("none", "the run was cancelled; not retrying a cancelled run")
+    failures = evidence.failures
+    if not failures and not evidence.failed_commands:
+        return Decision("none", "the run succeeded")
+
+    deterministic = [f for f in failures if f.classification.verdict == "deterministic"]
+    if deterministic:
+        return Decision("none", f"{_plural(len(deterministic), 'failure')} will fail again "
+                                f"({_categories(deterministic)})")
+    unknown = [f for f in failures if f.classification.verdict == "unknown"]
+    if unknown and not policy.retry_unknown:
+        return Decision("none", f"{_plural(len(unknown), 'failure')} not recognised; a human should look")
+
+    attempt = attempts_used + 1
+    if attempts_used >= policy.max_attempts:
+        return Decision("none", f"retry budget spent: {_plural(attempts_used, 'automatic retry')} already made "
+                                f"(retry.max_attempts: {policy.max_attempts})")
+    caps = [f.classification.max_retries for f in failures if f.classification.max_retries is not None]
+    if caps and attempt > min(caps):
+        capped = min(caps)
+        return Decision("none", f"this kind of failure is worth only {_plural(capped, 'retry')}, "
+                                f"and {_plural(attempts_used, 'retry')} already failed")
+
+    backoff = policy.backoff_for(attempt)
+    summary = _categories(failures) or "transient failure"
+    failed_commands = evidence.failed_commands
+    if failed_commands and all(c.is_infra for c in failed_commands):
+        if not schedule_name:
+            return Decision("none", "only git clone / dbt deps failed, but the webhook named no schedule "
+                                    "to trigger again")
+        return Decision("trigger", f"only infrastructure commands failed ({summary}); triggering "
+                                   f"schedule '{schedule_name}' again", attempt, backoff)
+    return Decision("retry", f"transient: {summary}", attempt, backoff)

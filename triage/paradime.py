@@ -1,0 +1,265 @@
+"""Client for Paradime's Bolt GraphQL API (shared/paradime/bolt-api.md).
+
+Credentials (``X-API-KEY``/``X-API-SECRET``) go only to the configured endpoint;
+artifact downloads use the pre-signed URL Paradime hands out, with no credentials.
+Error messages name the operation, never the endpoint URL (its path holds the
+workspace token) nor the pre-signed URL's query string.
+
+Queries are retried with bounded backoff on timeouts, connection errors, 5xx, 429 and
+GraphQL ``errors[]``. Mutations create runs, so they are retried only when the request
+surely did not reach Paradime (connection refused, 429); a timeout or 5xx after sending
+raises ``AmbiguousMutation`` and the caller must not send it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+from triage.config import ParadimeSettings
+from triage.errors import UpstreamError
+from triage.models import Command, Resource
+from triage.webhook import parse_time
+
+log = logging.getLogger(__name__)
+
+RUN_STATUS = (
+    "query BoltRunStatus($runId: Int!) { boltRunStatus(runId: $runId) "
+    "{ ok state commands { id command startDttm endDttm stdout stderr returnCode } } }"
+)
+COMMAND = (
+    "query BoltCommand($commandId: Int!) { boltCommand(commandId: $commandId) "
+    "{ command startDttm endDttm stdout stderr returnCode scheduleRunId resources { id path } ok } }"
+)
+RESOURCE_URL = "query BoltResourceUrl($resourceId: Int!) { boltResourceUrl(resourceId: $resourceId) { ok url } }"
+RETRY = "mutation RetryBoltRun($scheduleRunId: Int!) { retryBoltRun(scheduleRunId: $scheduleRunId) { ok runId } }"
+TRIGGER = "mutation TriggerBoltRun($scheduleName: String!) { triggerBoltRun(scheduleName: $scheduleName) { runId } }"
+
+
+class AmbiguousMutation(UpstreamError):
+    """A mutation was sent but its outcome is unknown: it may have created a run."""
+
+    def __init__(self, message: str):
+        super().__init__(message, retryable=False)
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    state: str
+    commands: tuple[Command, ...]
+    logs: dict[int, str]  # command id -> stdout + stderr
+
+
+@dataclass(frozen=True)
+class CommandDetail:
+    command: Command
+    schedule_run_id: int | None
+    log: str  # stdout, then stderr
+
+
+def redact_url(url: str) -> str:
+    """Scheme and host only: paths and queries of Paradime URLs carry tokens."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}/…" if parts.netloc else "<url>"
+
+
+class ParadimeClient:
+    def __init__(self, settings: ParadimeSettings, session: requests.Session | None = None,
+                 backoff_base: float = 1.0):
+        if not settings.configured:
+            raise ValueError("Paradime endpoint and credentials are required")
+        self.settings = settings
+        self.session = session or requests.Session()
+        self.backoff_base = backoff_base
+
+    # --- transport --------------------------------------------------------------------------
+
+    def _pause(self, attempt: int, retry_after: str | None = None) -> None:
+        delay = min(self.backoff_base * (2 ** (attempt - 1)), 30.0)
+        if retry_after and retry_after.strip().isdigit():
+            delay = min(max(delay, float(retry_after)), 60.0)
+        time.sleep(delay)
+
+    def _post(self, operation: str, query: str, variables: dict[str, Any], *, mutation: bool) -> dict[str, Any]:
+        headers = {
+            "Content-Type": "application/json",
+            "X-API-KEY": self.settings.api_key or "",
+            "X-API-SECRET": self.settings.api_secret or "",
+        }
+        attempts = self.settings.max_attempts
+        last = ""
+        for attempt in range(1, attempts + 1):
+            retry_after = None
+            try:
+                resp = self.session.post(
+                    self.settings.endpoint, json={"query": query, "variables": variables},
+                    headers=headers, timeout=self.settings.timeout_seconds,
+                )
+            except requests.ConnectTimeout:
+                last = f"connection timed out after {self.settings.timeout_seconds:g}s"
+            except requests.Timeout:
+                last = f"no answer within {self.settings.timeout_seconds:g}s"
+                if mutation:
+                    raise AmbiguousMutation(f"Paradime {operation}: {last}; it may have been applied") from None
+            except requests.ConnectionError:
+                last = "could not connect"
+            except requests.RequestException as exc:
+                last = f"request failed ({exc.__class__.__name__})"
+            else:
+                status = resp.status_code
+                if status == 429:
+                    last, retry_after = "rate limited (HTTP 429)", resp.headers.get("Retry-After")
+                elif status >= 500:
+                    last = f"HTTP {status}"
+                    if mutation:
+                        raise AmbiguousMutation(f"Paradime {operation}: {last}; it may have been applied")
+                elif status in (401, 403):
+                    raise UpstreamError(
+                        f"Paradime {operation}: HTTP {status}: the API key/secret were refused", retryable=False
+                    )
+                elif status >= 400:
+                    raise UpstreamError(f"Paradime {operation}: HTTP {status}", retryable=False)
+                else:
+                    try:
+                        doc = resp.json()
+                    except ValueError:
+                        doc = None
+                    if not isinstance(doc, dict):
+                        last = "answer is not a JSON object"
+                    elif doc.get("errors"):
+                        last = "GraphQL error: " + _messages(doc["errors"])
+                        if mutation:
+                            raise UpstreamError(f"Paradime {operation}: {last}", retryable=False)
+                    elif not isinstance(doc.get("data"), dict) or doc["data"].get(operation) is None:
+                        last = f"answer has no data.{operation}"
+                    else:
+                        return doc["data"][operation]
+            if attempt < attempts:
+                log.warning("Paradime %s: %s (attempt %d/%d), retrying", operation, last, attempt, attempts)
+                self._pause(attempt, retry_after)
+        raise UpstreamError(f"Paradime {operation}: {last} after {attempts} attempts")
+
+    # --- operations -------------------------------------------------------------------------
+
+    def run_status(self, run_id: int) -> RunStatus:
+        data = self._post("boltRunStatus", RUN_STATUS, {"runId": run_id}, mutation=False)
+        state = data.get("state")
+        if not isinstance(state, str):
+            raise UpstreamError(f"Paradime boltRunStatus({run_id}): answer has no state", retryable=False)
+        commands, logs = [], {}
+        for i, item in enumerate(data.get("commands") or []):
+            command = _command(item, f"boltRunStatus({run_id}).commands[{i}]")
+            commands.append(command)
+            logs[command.id] = _log(item)
+        return RunStatus(state=state.upper(), commands=tuple(commands), logs=logs)
+
+    def command(self, command_id: int) -> CommandDetail:
+        data = self._post("boltCommand", COMMAND, {"commandId": command_id}, mutation=False)
+        item = dict(data, id=command_id)
+        command = _command(item, f"boltCommand({command_id})")
+        run_id = data.get("scheduleRunId")
+        return CommandDetail(
+            command=command,
+            schedule_run_id=run_id if isinstance(run_id, int) else None,
+            log=_log(data),
+        )
+
+    def resource_url(self, resource_id: int) -> str | None:
+        """The short-lived download URL, or None while Paradime says the resource is not ready."""
+        data = self._post("boltResourceUrl", RESOURCE_URL, {"resourceId": resource_id}, mutation=False)
+        url = data.get("url")
+        if not data.get("ok") or not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            return None
+        return url
+
+    def download(self, url: str, max_bytes: int) -> bytes:
+        """GET a pre-signed artifact URL (no credentials), refusing bodies over ``max_bytes``."""
+        where = redact_url(url)
+        for attempt in range(1, self.settings.max_attempts + 1):
+            try:
+                with self.session.get(url, timeout=self.settings.timeout_seconds, stream=True) as resp:
+                    if resp.status_code >= 500 or resp.status_code == 429:
+                        last = f"HTTP {resp.status_code}"
+                    elif resp.status_code >= 400:
+                        raise UpstreamError(f"artifact download from {where}: HTTP {resp.status_code}",
+                                            retryable=False)
+                    else:
+                        declared = resp.headers.get("Content-Length", "")
+                        if declared.isdigit() and int(declared) > max_bytes:
+                            raise _too_big(where, max_bytes)
+                        chunks, size = [], 0
+                        for chunk in resp.iter_content(64 * 1024):
+                            size += len(chunk)
+                            if size > max_bytes:
+                                raise _too_big(where, max_bytes)
+                            chunks.append(chunk)
+                        return b"".join(chunks)
+            except requests.Timeout:
+                last = f"no answer within {self.settings.timeout_seconds:g}s"
+            except requests.RequestException as exc:
+                last = f"request failed ({exc.__class__.__name__})"
+            if attempt < self.settings.max_attempts:
+                self._pause(attempt)
+        raise UpstreamError(f"artifact download from {where}: {last}")
+
+    def retry_run(self, run_id: int) -> int:
+        data = self._post("retryBoltRun", RETRY, {"scheduleRunId": run_id}, mutation=True)
+        return _new_run_id(data, "retryBoltRun")
+
+    def trigger_run(self, schedule_name: str) -> int:
+        data = self._post("triggerBoltRun", TRIGGER, {"scheduleName": schedule_name}, mutation=True)
+        return _new_run_id(data, "triggerBoltRun")
+
+
+def _too_big(where: str, max_bytes: int) -> UpstreamError:
+    return UpstreamError(f"artifact from {where} is larger than {max_bytes} bytes; not read", retryable=False)
+
+
+def _messages(errors: Any) -> str:
+    if isinstance(errors, list):
+        texts = [str(e.get("message")) if isinstance(e, dict) else str(e) for e in errors]
+        return "; ".join(texts)[:300]
+    return str(errors)[:300]
+
+
+def _log(item: dict[str, Any]) -> str:
+    parts = [item.get("stdout"), item.get("stderr")]
+    return "\n".join(p for p in parts if isinstance(p, str) and p)
+
+
+def _command(item: Any, where: str) -> Command:
+    if not isinstance(item, dict) or not isinstance(item.get("id"), int):
+        raise UpstreamError(f"Paradime {where}: malformed command", retryable=False)
+    rc = item.get("returnCode")
+    resources = tuple(
+        Resource(id=r["id"], path=r["path"])
+        for r in item.get("resources") or []
+        if isinstance(r, dict) and isinstance(r.get("id"), int) and isinstance(r.get("path"), str)
+    )
+    try:
+        start = parse_time(item.get("startDttm"), f"{where}.startDttm")
+        end = parse_time(item.get("endDttm"), f"{where}.endDttm")
+    except Exception as exc:
+        raise UpstreamError(f"Paradime {where}: {exc}", retryable=False) from None
+    return Command(
+        id=item["id"],
+        command=str(item.get("command") or ""),
+        return_code=rc if isinstance(rc, int) else None,
+        start=start,
+        end=end,
+        resources=resources,
+    )
+
+
+def _new_run_id(data: dict[str, Any], operation: str) -> int:
+    run_id = data.get("runId")
+    if data.get("ok") is False:
+        raise UpstreamError(f"Paradime {operation}: refused (ok: false)", retryable=False)
+    if not isinstance(run_id, int):
+        raise AmbiguousMutation(f"Paradime {operation}: answer has no runId; a run may have been created")
+    return run_id

@@ -1,0 +1,343 @@
+"""RQ jobs: triage the run a webhook is about, and issue a decided retry.
+
+``triage_webhook`` follows the one-way flow: resolve the run → wait until it is finished
+→ gather evidence → decide → schedule the retry (``perform_retry``, via RQ's scheduler
+when there is a backoff) → tell Slack. ``perform_retry`` sends the retry mutation at most
+once per run, guarded in Redis, and records the new run as the next link of the chain.
+
+Every step that can be repeated (a redelivered webhook, a job run twice after a crash,
+a re-check) is guarded by a claim in Redis, so repeating it changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+from typing import Any
+
+from rq.job import Job, get_current_job
+
+from triage import broker
+from triage.decide import decide
+from triage.errors import UpstreamError
+from triage.evidence import ArtifactsNotReady, gather
+from triage.models import (
+    TERMINAL_STATES,
+    Decision,
+    Evidence,
+    evidence_from_dict,
+    evidence_to_dict,
+)
+from triage.paradime import AmbiguousMutation, redact_url
+from triage.slack import Posted
+from triage.store import ChainLink, Story
+from triage.summary import SlackMessage, run_link, simple_message, triage_message, verdict_line
+from triage.webhook import STARTED, WebhookEvent
+from workers import context
+from workers.context import Context
+
+log = logging.getLogger("workers.jobs")
+
+PENDING_TTL = 120  # seconds a schedule is marked "retry being issued"
+
+
+class TriageFailed(Exception):
+    """Raised to file the job in RQ's failed registry with a clear reason."""
+
+
+class TriageLog(logging.LoggerAdapter):
+    """Every log line of a job carries its triage id, so one grep tells the whole story."""
+
+    def process(self, msg, kwargs):
+        return f"[{self.extra['triage_id']}] {msg}", kwargs
+
+
+# --- triage ----------------------------------------------------------------------------------
+
+
+def triage_webhook(triage_id: str, event: dict[str, Any], check: int = 0) -> dict[str, Any]:
+    """RQ entry point for one webhook delivery."""
+    ctx = context.current()
+    tlog = TriageLog(log, {"triage_id": triage_id})
+    ev = WebhookEvent.from_dict(event)
+    ctx.store.save_triage(triage_id, status="running", checks=check)
+    try:
+        result = _triage(ctx, triage_id, ev, check, tlog)
+    except UpstreamError as exc:
+        recheck = ctx.settings.paradime.recheck_seconds
+        if exc.retryable and check < len(recheck):
+            tlog.warning("%s; trying the whole triage again in %gs", exc, recheck[check])
+            result = _again(ctx, triage_id, ev, check, f"upstream error: {exc}")
+        else:
+            _give_up(ctx, triage_id, ev, str(exc), tlog)
+            raise TriageFailed(f"triage {triage_id}: {exc}") from None
+    ctx.store.save_triage(triage_id, **result)
+    tlog.info("done: %s", json.dumps({k: v for k, v in result.items() if k != "evidence"})[:500])
+    return {k: v for k, v in result.items() if k != "evidence"}
+
+
+def _again(ctx: Context, triage_id: str, ev: WebhookEvent, check: int, why: str) -> dict[str, Any]:
+    """Look again later (bounded by ``paradime.recheck_seconds``), through RQ's scheduler."""
+    delay = ctx.settings.paradime.recheck_seconds[check]
+    ctx.queue.enqueue_in(
+        timedelta(seconds=delay), broker.TRIAGE_JOB, triage_id, ev.to_dict(), check + 1,
+        job_id=f"triage-{triage_id}-check{check + 1}", failure_ttl=broker.FAILURE_TTL,
+        description=f"re-check {ev.dedup_key} ({why})",
+    )
+    return {"status": "waiting", "reason": why, "next_check_in": delay}
+
+
+def _resolve_run_id(ctx: Context, ev: WebhookEvent) -> int:
+    """The body carried no run id: ask Paradime which run one of its commands belongs to."""
+    last = "the webhook has no commands"
+    for command in ev.commands:
+        detail = ctx.paradime.command(command.id)
+        if detail.schedule_run_id is not None:
+            return detail.schedule_run_id
+        last = f"boltCommand({command.id}) has no scheduleRunId"
+    raise UpstreamError(f"cannot resolve the run id: {last}", retryable=False)
+
+
+def _triage(ctx: Context, triage_id: str, ev: WebhookEvent, check: int, tlog) -> dict[str, Any]:
+    if ev.api_url and ev.api_url.rstrip("/") != (ctx.settings.paradime.endpoint or "").rstrip("/"):
+        tlog.warning("webhook api_url %s is not PARADIME_API_ENDPOINT; using the configured endpoint",
+                     redact_url(ev.api_url))
+    run_id = ev.run_id if ev.run_id is not None else _resolve_run_id(ctx, ev)
+    if ev.run_id is None:
+        ev = WebhookEvent(**{**ev.__dict__, "run_id": run_id})
+    ctx.store.save_triage(triage_id, run_id=run_id)
+
+    link = ctx.store.link(run_id)
+    if ev.event_type == STARTED:
+        what = f"retry {link.attempt} of run {link.origin}" if link and link.attempt else "a run"
+        tlog.info("run %s started (%s); nothing to triage until it completes", run_id, what)
+        return {"status": "started", "run_id": run_id}
+
+    status = ctx.paradime.run_status(run_id)
+    if status.state not in TERMINAL_STATES:
+        if check < len(ctx.settings.paradime.recheck_seconds):
+            return _again(ctx, triage_id, ev, check, f"run {run_id} is {status.state}")
+        raise UpstreamError(f"run {run_id} still {status.state} after {check} re-checks", retryable=False)
+    pending = link is None and ev.schedule_name and ctx.store.get(f"pending:{ev.schedule_name}")
+    if pending and check < len(ctx.settings.paradime.recheck_seconds):
+        # The retry mutation for this schedule is in flight: this run may be its result, not yet linked.
+        return _again(ctx, triage_id, ev, check, "a retry of this schedule is being recorded")
+
+    if not ctx.store.claim(f"triaged:{run_id}", triage_id):
+        owner = ctx.store.get(f"triaged:{run_id}")
+        if owner != triage_id:
+            tlog.info("run %s is already triaged by %s; nothing to do", run_id, owner)
+            return {"status": "duplicate", "run_id": run_id, "triaged_by": owner}
+
+    link = link or ChainLink(origin=run_id, attempt=0)
+    if link.attempt == 0:
+        ctx.store.set_link(run_id, link)
+
+    if status.state == "SUCCESS" and not any(c.failed for c in status.commands):
+        if link.attempt == 0:
+            return {"status": "succeeded", "run_id": run_id}
+        return _recovered(ctx, run_id, link, tlog)
+
+    allow_missing = check >= len(ctx.settings.paradime.recheck_seconds)
+    try:
+        evidence = gather(ctx.paradime, run_id, status, ctx.rules, ctx.settings.paradime.artifact_max_bytes,
+                          wait_for_artifacts=not allow_missing)
+    except ArtifactsNotReady as exc:
+        return _again(ctx, triage_id, ev, check, str(exc))
+
+    decision = decide(evidence, link.attempt, ctx.settings.retry, ev.schedule_name or _story_schedule(ctx, link))
+    tlog.info("run %s (attempt %d of chain %s): %s — %s", run_id, link.attempt, link.origin, decision.action,
+              decision.reason)
+    _act(ctx, triage_id, ev, run_id, link, evidence, decision, tlog)
+    return {
+        "status": "triaged", "run_id": run_id, "origin": link.origin, "attempt": link.attempt,
+        "action": decision.action, "reason": decision.reason, "backoff_seconds": decision.backoff_seconds,
+        "failures": len(evidence.failures), "evidence": evidence_to_dict(evidence),
+    }
+
+
+def _story_schedule(ctx: Context, link: ChainLink) -> str | None:
+    return ctx.store.story(link.origin).schedule_name
+
+
+def _act(ctx: Context, triage_id: str, ev: WebhookEvent, run_id: int, link: ChainLink,
+         evidence: Evidence, decision: Decision, tlog) -> None:
+    retrying = decision.action in ("retry", "trigger")
+    with ctx.store.story_lock(link.origin):
+        story = ctx.store.story(link.origin)
+        story.schedule_name = story.schedule_name or ev.schedule_name
+        story.branch = story.branch or ev.branch
+        if link.attempt == 0:
+            ctx.store.put(f"evidence:{run_id}", json.dumps(evidence_to_dict(evidence)))
+        story.status = "retrying" if retrying else ("gave_up" if link.attempt else "not_retried")
+        ctx.store.save_story(story)
+
+    if retrying:
+        _schedule_retry(ctx, triage_id, run_id, link, decision, story.schedule_name, tlog)
+
+    message = triage_message(story.schedule_name, evidence, decision, link.attempt, branch=story.branch)
+    if link.attempt == 0:
+        posted = _post_once(ctx, f"slack:{run_id}:summary", triage_id, message)
+        if posted and posted.ts:
+            with ctx.store.story_lock(link.origin):
+                story = ctx.store.story(link.origin)
+                story.slack_channel, story.slack_ts = posted.channel, posted.ts
+                ctx.store.save_story(story)
+        return
+    # A retry run failed again: the story goes on under the first message.
+    _post_once(ctx, f"slack:{run_id}:summary", triage_id, message, story=story)
+    status, sentence = verdict_line(decision, link.attempt)
+    _update_parent(ctx, story, (status, sentence))
+
+
+def _schedule_retry(ctx: Context, triage_id: str, run_id: int, link: ChainLink, decision: Decision,
+                    schedule_name: str | None, tlog) -> None:
+    """Enqueue ``perform_retry`` once per run (a fixed job id; the mutation itself is guarded too)."""
+    job_id = f"retry-{run_id}"
+    ctx.store.claim(f"retry-scheduled:{run_id}", triage_id)
+    if ctx.store.get(f"retry:{run_id}") or Job.exists(job_id, connection=ctx.store.redis):
+        tlog.info("retry of run %s already scheduled or issued", run_id)
+        return
+    args = (triage_id, run_id, link.origin, decision.attempt, decision.action, schedule_name)
+    kwargs = dict(job_id=job_id, failure_ttl=broker.FAILURE_TTL, description=f"{decision.action} run {run_id}")
+    if decision.backoff_seconds > 0:
+        ctx.queue.enqueue_in(timedelta(seconds=decision.backoff_seconds), broker.RETRY_JOB, *args, **kwargs)
+        tlog.info("retry %d of run %s scheduled in %gs", decision.attempt, run_id, decision.backoff_seconds)
+    else:
+        ctx.queue.enqueue(broker.RETRY_JOB, *args, **kwargs)
+
+
+def _recovered(ctx: Context, run_id: int, link: ChainLink, tlog) -> dict[str, Any]:
+    with ctx.store.story_lock(link.origin):
+        story = ctx.store.story(link.origin)
+        original = ctx.store.get(f"evidence:{link.origin}")
+        nodes = []
+        if original:
+            nodes = sorted({f["node"] for f in json.loads(original)["failures"] if f.get("node")})
+        story.status, story.flaky_nodes = "recovered", nodes
+        ctx.store.save_story(story)
+    flaky = ", ".join(n.split(".")[-1] for n in nodes[:10]) or "the failed commands"
+    sentence = f"Recovered on retry {link.attempt} — flaky: {flaky}"
+    tlog.info("run %s succeeded: chain %s recovered", run_id, link.origin)
+    body = f"Run {run_id} (retry {link.attempt} of run {link.origin}) succeeded. {sentence}."
+    _post_once(ctx, f"slack:{run_id}:recovered", str(run_id),
+               simple_message("recovered", f"{story.schedule_name or 'Bolt run'} recovered", body), story=story)
+    _update_parent(ctx, story, ("recovered", sentence))
+    return {"status": "recovered", "run_id": run_id, "origin": link.origin, "attempt": link.attempt,
+            "flaky_nodes": nodes}
+
+
+# --- Slack, once ---------------------------------------------------------------------------------
+
+
+def _post_once(ctx: Context, key: str, owner: str, message: SlackMessage, story: Story | None = None) -> Posted | None:
+    """Post unless this key was already posted; a post interrupted by a crash of the same owner is redone.
+
+    With a story that has a Slack thread (bot-token mode), the message is a reply in that thread.
+    """
+    if not ctx.store.claim(key, f"pending:{owner}") and ctx.store.get(key) != f"pending:{owner}":
+        return None
+    thread_ts = story.slack_ts if story and ctx.slack.threads else None
+    channel = story.slack_channel if story and story.slack_channel and thread_ts else None
+    try:
+        posted = ctx.slack.post(message, thread_ts=thread_ts, channel=channel)
+    except Exception:
+        ctx.store.delete(key)
+        raise
+    ctx.store.put(key, json.dumps({"channel": posted.channel, "ts": posted.ts}))
+    return posted
+
+
+def _update_parent(ctx: Context, story: Story, status: tuple[str, str]) -> None:
+    """Bring the first message of the story to its current state (bot-token mode only)."""
+    if not (ctx.slack.threads and story.slack_ts and story.slack_channel):
+        return
+    raw = ctx.store.get(f"evidence:{story.origin}")
+    if not raw:
+        return
+    evidence = evidence_from_dict(json.loads(raw))
+    message = triage_message(story.schedule_name, evidence, None, 0, branch=story.branch, status_override=status)
+    ctx.slack.update(story.slack_channel, story.slack_ts, message)
+
+
+def _give_up(ctx: Context, triage_id: str, ev: WebhookEvent, reason: str, tlog) -> None:
+    tlog.error("giving up: %s", reason)
+    ctx.store.save_triage(triage_id, status="failed", reason=reason)
+    run = ev.run_id if ev.run_id is not None else ev.dedup_key.split(":")[1]
+    try:
+        _post_once(ctx, f"slack:{triage_id}:could-not-triage", triage_id,
+                   simple_message("error", f"Could not triage run {run}", reason))
+    except Exception as exc:  # Slack down too: the log and the failed registry still tell
+        tlog.error("could not tell Slack either: %s", exc)
+
+
+# --- retry -------------------------------------------------------------------------------------
+
+
+def perform_retry(triage_id: str, run_id: int, origin: int, attempt: int, action: str,
+                  schedule_name: str | None) -> dict[str, Any]:
+    """Send ``retryBoltRun`` (or ``triggerBoltRun``) for ``run_id`` — at most once, whatever happens."""
+    ctx = context.current()
+    tlog = TriageLog(log, {"triage_id": triage_id})
+    key = f"retry:{run_id}"
+    if not ctx.store.claim(key, f"claimed:{triage_id}"):
+        state = ctx.store.get(key)
+        tlog.info("retry of run %s not sent again (%s)", run_id, state)
+        return {"status": "already", "guard": state}
+    if schedule_name:
+        ctx.store.put(f"pending:{schedule_name}", str(run_id), ttl=PENDING_TTL)
+    story = ctx.store.story(origin)
+    try:
+        if action == "trigger":
+            new_run = ctx.paradime.trigger_run(schedule_name or "")
+        else:
+            new_run = ctx.paradime.retry_run(run_id)
+    except AmbiguousMutation as exc:
+        ctx.store.put(key, f"unknown: {exc}")
+        _conclude(ctx, story, "unknown", f"The retry request for run {run_id} got no clear answer ({exc}). "
+                                         "It may have started a run; check Paradime. Not retrying again.", tlog)
+        return {"status": "unknown", "reason": str(exc)}
+    except UpstreamError as exc:
+        if exc.retryable:  # it never reached Paradime: a later attempt may send it
+            ctx.store.delete(key)
+            job = get_current_job()
+            if job is None or not job.retries_left:
+                _conclude(ctx, story, "gave_up", f"Could not retry run {run_id}: {exc}", tlog)
+            raise TriageFailed(f"retry of run {run_id}: {exc}") from None
+        ctx.store.put(key, f"refused: {exc}")
+        _conclude(ctx, story, "gave_up", f"Paradime refused to retry run {run_id}: {exc}", tlog)
+        return {"status": "refused", "reason": str(exc)}
+    finally:
+        if schedule_name:
+            ctx.store.delete(f"pending:{schedule_name}")
+
+    ctx.store.put(key, f"issued:{new_run}")
+    ctx.store.set_link(new_run, ChainLink(origin=origin, attempt=attempt))
+    with ctx.store.story_lock(origin):
+        story = ctx.store.story(origin)
+        story.attempts = max(story.attempts, attempt)
+        story.runs.append(new_run)
+        ctx.store.save_story(story)
+    verb = "triggered the schedule again" if action == "trigger" else "retried"
+    tlog.info("%s run %s: new run %s (retry %d of chain %s)", verb, run_id, new_run, attempt, origin)
+    if ctx.slack.threads and story.slack_ts:
+        _post_once(ctx, f"slack:{run_id}:retry-started", triage_id,
+                   simple_message("info", f"Retry {attempt} started", f"{verb.capitalize()}: new {run_link(new_run)}."),
+                   story=story)
+    return {"status": "issued", "new_run_id": new_run, "attempt": attempt}
+
+
+def _conclude(ctx: Context, story: Story, status: str, sentence: str, tlog) -> None:
+    tlog.warning(sentence)
+    with ctx.store.story_lock(story.origin):
+        story = ctx.store.story(story.origin)
+        story.status = status
+        ctx.store.save_story(story)
+    try:
+        _post_once(ctx, f"slack:{story.origin}:conclusion:{status}", str(story.origin),
+                   simple_message("error", f"{story.schedule_name or 'Bolt run'}: retry not done", sentence),
+                   story=story)
+        _update_parent(ctx, story, ("gave_up" if status == "gave_up" else "unknown", sentence))
+    except UpstreamError as exc:
+        tlog.error("could not tell Slack: %s", exc)
