@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import secrets
 import socket
@@ -26,7 +27,9 @@ from pathlib import Path
 import requests
 import yaml
 from redis import Redis
+from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 
+from triage import broker
 from triage.sim.paradime import ParadimeSimulator, SimCommand, make_run_results
 from triage.sim.slack import SlackSimulator
 
@@ -60,9 +63,23 @@ def _ok(command: str) -> SimCommand:
     return SimCommand(command, 0, stdout=f"{command}: ok")
 
 
-def _dbt(command: str, nodes: list[tuple], log: str = "") -> SimCommand:
+def _dbt_log(command: str, nodes: list[tuple]) -> str:
+    """Console output as dbt prints it, so that the log fallback has something real to read."""
+    lines = ["\x1b[0m03:00:01  Running with dbt=1.8.0", "\x1b[0m03:00:01  Registered adapter: snowflake=1.8.3"]
+    for uid, status, message in nodes:
+        if status in ("error", "fail"):
+            kind = "Failure in test" if status == "fail" else "Database Error in model"
+            name = uid.split(".")[-1]
+            lines += [f"\x1b[0m03:00:09  \x1b[31m{kind} {name} (models/{name}.sql)\x1b[0m",
+                      *(f"\x1b[0m03:00:09    {line}" for line in (message or "").splitlines()[-2:])]
+    errors = sum(1 for n in nodes if n[1] in ("error", "fail"))
+    lines.append(f"\x1b[0m03:00:10  Done. PASS={len(nodes) - errors} WARN=0 ERROR={errors} SKIP=0 TOTAL={len(nodes)}")
+    return "\n".join(lines) + "\n"
+
+
+def _dbt(command: str, nodes: list[tuple]) -> SimCommand:
     rc = 1 if any(n[1] in ("error", "fail") for n in nodes) else 0
-    return SimCommand(command, rc, stdout=log or "Registered adapter: snowflake=1.8.3\n",
+    return SimCommand(command, rc, stdout=_dbt_log(command, nodes),
                       artifacts={"target/run_results.json": make_run_results(nodes, adapter_type="snowflake",
                                                                              command=command.split()[1])})
 
@@ -123,6 +140,8 @@ def _say(text: str = "") -> None:
 
 
 def run_demo(workers: int = 2, verbose: bool = False) -> int:
+    if not verbose:  # the simulators' request lines would drown the story
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
     procs: list[subprocess.Popen] = []
     workdir = Path(tempfile.mkdtemp(prefix="bolt-triage-demo-"))
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
@@ -177,13 +196,16 @@ def run_demo(workers: int = 2, verbose: bool = False) -> int:
         paradime.webhook_target = f"{web}/webhooks/paradime"
         return _play(paradime, slack, Redis.from_url(redis_url), workdir)
     finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        # Workers and web first (they finish their job and say goodbye to Redis), Redis last.
+        services, broker_proc = procs[1:], procs[:1]
+        for group in (services, broker_proc):
+            for p in group:
+                p.terminate()
+            for p in group:
+                try:
+                    p.wait(15)
+                except subprocess.TimeoutExpired:
+                    p.kill()
         paradime.stop()
         slack.stop()
         if out:
@@ -211,8 +233,12 @@ def _play(paradime: ParadimeSimulator, slack: SlackSimulator, redis: Redis, work
         raw = redis.get(f"bt:story:{run_id}")
         return json.loads(raw) if raw else {}
 
+    queue = broker.queue(redis)
+    registries = (StartedJobRegistry(queue=queue), ScheduledJobRegistry(queue=queue))
+
     def done() -> bool:
-        return all(story(run_id).get("status") == sc.expect for sc, run_id in plays)
+        idle = queue.count == 0 and all(r.count == 0 for r in registries)
+        return idle and all(story(run_id).get("status") == sc.expect for sc, run_id in plays)
 
     _say("\nWaiting for triage, retries (after a 2-3 s backoff) and the retry runs' webhooks…")
     try:

@@ -211,14 +211,17 @@ def _schedule_retry(ctx: Context, triage_id: str, run_id: int, link: ChainLink, 
 def _recovered(ctx: Context, run_id: int, link: ChainLink, tlog) -> dict[str, Any]:
     with ctx.store.story_lock(link.origin):
         story = ctx.store.story(link.origin)
-        original = ctx.store.get(f"evidence:{link.origin}")
-        nodes = []
-        if original:
-            nodes = sorted({f["node"] for f in json.loads(original)["failures"] if f.get("node")})
+        original = json.loads(ctx.store.get(f"evidence:{link.origin}") or '{"failures": []}')
+        nodes = sorted({f["node"] for f in original["failures"] if f.get("node")})
+        commands = sorted({f["command"] for f in original["failures"]})
         story.status, story.flaky_nodes = "recovered", nodes
         ctx.store.save_story(story)
-    flaky = ", ".join(n.split(".")[-1] for n in nodes[:10]) or "the failed commands"
-    sentence = f"Recovered on retry {link.attempt} — flaky: {flaky}"
+    if nodes:
+        more = f" and {len(nodes) - 10} more" if len(nodes) > 10 else ""
+        sentence = f"Recovered on retry {link.attempt} — flaky: {', '.join(n.split('.')[-1] for n in nodes[:10])}{more}"
+    else:
+        what = ", ".join(f"`{c}`" for c in commands) or "the failed commands"
+        sentence = f"Recovered on retry {link.attempt} — {what} failed transiently"
     tlog.info("run %s succeeded: chain %s recovered", run_id, link.origin)
     body = f"Run {run_id} (retry {link.attempt} of run {link.origin}) succeeded. {sentence}."
     _post_once(ctx, f"slack:{run_id}:recovered", str(run_id),

@@ -675,6 +675,10 @@ class ParadimeSimulator:
                 continue
             c.return_code, c.stdout, c.stderr = c.planned.return_code, c.planned.stdout, c.planned.stderr
             for path, content in c.planned.artifacts.items():
+                if run.triggered_by and isinstance(content, dict) and isinstance(content.get("metadata"), dict):
+                    # A run a mutation created writes its artifacts as it ends; a queued outcome's
+                    # run_results.json was built earlier, so stamp it now (add_run keeps what it is given).
+                    content = {**content, "metadata": {**content["metadata"], "generated_at": _iso_z(c.end)}}
                 c.resources.append(self._store_resource(path, content))
         run.state = state or ("ERROR" if any(c.failed for c in run.commands) else "SUCCESS")
 
