@@ -14,6 +14,9 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 timeout = 30  # a request never calls out except to Redis, whose client times out in 5 s
 graceful_timeout = 20
+# Build the app once in the master: a bad configuration stops gunicorn at once with one message.
+# No Redis connection is opened at build time, and redis-py's pool resets itself after fork.
+preload_app = True
 accesslog = "-"
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info")

@@ -143,6 +143,18 @@ def test_stale_run_results_fall_back_to_the_log(service, paradime, slack):
     assert len(paradime.calls_of("retryBoltRun")) == 1
 
 
+def test_artifacts_not_ready_are_waited_for(service, paradime):
+    run_id = failed_run(paradime, dbt_run(LOCK))
+    resource = paradime.get_run(run_id).commands[2].resources[0].id
+    paradime.resource_not_ready(resource, times=2)
+    paradime.deliver(run_id)
+    service.drain(until=lambda: story(service, run_id).get("status") == "recovered")
+    assert len(paradime.calls_of("boltResourceUrl")) >= 3
+    record = _triage_of(service, run_id)
+    assert record["evidence"]["failures"][0]["classification"]["source"] == "run_results"
+    assert len(paradime.calls_of("retryBoltRun")) == 1
+
+
 def test_infra_only_failure_triggers_the_schedule(service, paradime):
     run_id = paradime.add_run("nightly", [ok("git clone"), SimCommand("dbt deps", 2, stdout=DEPS_LOG),
                                           SimCommand("dbt run", -10)])

@@ -106,9 +106,15 @@ class ParadimeClient:
                 last = f"no answer within {self.settings.timeout_seconds:g}s"
                 if mutation:
                     raise AmbiguousMutation(f"Paradime {operation}: {last}; it may have been applied") from None
-            except requests.ConnectionError:
+            except requests.ConnectionError as exc:
+                if mutation and not _never_sent(exc):
+                    raise AmbiguousMutation(f"Paradime {operation}: connection lost; it may have been applied") \
+                        from None
                 last = "could not connect"
             except requests.RequestException as exc:
+                if mutation:
+                    raise AmbiguousMutation(f"Paradime {operation}: request failed ({exc.__class__.__name__}); "
+                                            "it may have been applied") from None
                 last = f"request failed ({exc.__class__.__name__})"
             else:
                 status = resp.status_code
@@ -214,6 +220,13 @@ class ParadimeClient:
     def trigger_run(self, schedule_name: str) -> int:
         data = self._post("triggerBoltRun", TRIGGER, {"scheduleName": schedule_name}, mutation=True)
         return _new_run_id(data, "triggerBoltRun")
+
+
+def _never_sent(exc: requests.ConnectionError) -> bool:
+    """True when the connection was never made (refused, DNS), so Paradime cannot have seen the request."""
+    reason = exc.args[0] if exc.args else None
+    reason = getattr(reason, "reason", reason)
+    return type(reason).__name__ in ("NewConnectionError", "NameResolutionError", "ConnectTimeoutError")
 
 
 def _too_big(where: str, max_bytes: int) -> UpstreamError:

@@ -46,7 +46,11 @@ class WebhookEvent:
         return f"cmds:{ids}:{self.event_type}"
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe form, for the job arguments and the triage record."""
+        """JSON-safe form, for the job arguments and the triage record.
+
+        ``api_url`` is left out: its path holds the workspace token, and it is never used
+        (the intake logs a mismatch with the configured endpoint; credentials go only there).
+        """
         return {
             "event_type": self.event_type,
             "event_type_inferred": self.event_type_inferred,
@@ -54,7 +58,6 @@ class WebhookEvent:
             "schedule_name": self.schedule_name,
             "state": self.state,
             "branch": self.branch,
-            "api_url": self.api_url,
             "commands": [command_to_dict(c) for c in self.commands],
         }
 
@@ -67,7 +70,6 @@ class WebhookEvent:
             schedule_name=data.get("schedule_name"),
             state=data.get("state"),
             branch=data.get("branch"),
-            api_url=data.get("api_url"),
             commands=tuple(command_from_dict(c) for c in data["commands"]),
         )
 

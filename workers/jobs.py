@@ -16,6 +16,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+from rq import Retry
 from rq.job import Job, get_current_job
 
 from triage import broker
@@ -29,7 +30,7 @@ from triage.models import (
     evidence_from_dict,
     evidence_to_dict,
 )
-from triage.paradime import AmbiguousMutation, redact_url
+from triage.paradime import AmbiguousMutation
 from triage.slack import Posted
 from triage.store import ChainLink, Story
 from triage.summary import SlackMessage, run_link, simple_message, triage_message, verdict_line
@@ -72,6 +73,10 @@ def triage_webhook(triage_id: str, event: dict[str, Any], check: int = 0) -> dic
         else:
             _give_up(ctx, triage_id, ev, str(exc), tlog)
             raise TriageFailed(f"triage {triage_id}: {exc}") from None
+    except Exception as exc:  # a bug or a surprise: still, somebody must hear about the failed run
+        tlog.exception("unexpected error")
+        _give_up(ctx, triage_id, ev, f"internal error ({exc.__class__.__name__}); see the worker log", tlog)
+        raise
     ctx.store.save_triage(triage_id, **result)
     tlog.info("done: %s", json.dumps({k: v for k, v in result.items() if k != "evidence"})[:500])
     return {k: v for k, v in result.items() if k != "evidence"}
@@ -100,9 +105,6 @@ def _resolve_run_id(ctx: Context, ev: WebhookEvent) -> int:
 
 
 def _triage(ctx: Context, triage_id: str, ev: WebhookEvent, check: int, tlog) -> dict[str, Any]:
-    if ev.api_url and ev.api_url.rstrip("/") != (ctx.settings.paradime.endpoint or "").rstrip("/"):
-        tlog.warning("webhook api_url %s is not PARADIME_API_ENDPOINT; using the configured endpoint",
-                     redact_url(ev.api_url))
     run_id = ev.run_id if ev.run_id is not None else _resolve_run_id(ctx, ev)
     if ev.run_id is None:
         ev = WebhookEvent(**{**ev.__dict__, "run_id": run_id})
@@ -170,7 +172,8 @@ def _act(ctx: Context, triage_id: str, ev: WebhookEvent, run_id: int, link: Chai
         story.branch = story.branch or ev.branch
         if link.attempt == 0:
             ctx.store.put(f"evidence:{run_id}", json.dumps(evidence_to_dict(evidence)))
-        story.status = "retrying" if retrying else ("gave_up" if link.attempt else "not_retried")
+        if story.attempts <= link.attempt:  # a re-run of an older triage must not rewrite a newer outcome
+            story.status = "retrying" if retrying else ("gave_up" if link.attempt else "not_retried")
         ctx.store.save_story(story)
 
     if retrying:
@@ -200,7 +203,10 @@ def _schedule_retry(ctx: Context, triage_id: str, run_id: int, link: ChainLink, 
         tlog.info("retry of run %s already scheduled or issued", run_id)
         return
     args = (triage_id, run_id, link.origin, decision.attempt, decision.action, schedule_name)
-    kwargs = dict(job_id=job_id, failure_ttl=broker.FAILURE_TTL, description=f"{decision.action} run {run_id}")
+    # Retry(...) only matters when Paradime was provably not reached (refused connection, 429):
+    # perform_retry never lets RQ resend a mutation whose outcome is unknown.
+    kwargs = dict(job_id=job_id, failure_ttl=broker.FAILURE_TTL, description=f"{decision.action} run {run_id}",
+                  retry=Retry(max=3, interval=[30, 60, 120]))
     if decision.backoff_seconds > 0:
         ctx.queue.enqueue_in(timedelta(seconds=decision.backoff_seconds), broker.RETRY_JOB, *args, **kwargs)
         tlog.info("retry %d of run %s scheduled in %gs", decision.attempt, run_id, decision.backoff_seconds)
@@ -267,10 +273,15 @@ def _update_parent(ctx: Context, story: Story, status: tuple[str, str]) -> None:
 def _give_up(ctx: Context, triage_id: str, ev: WebhookEvent, reason: str, tlog) -> None:
     tlog.error("giving up: %s", reason)
     ctx.store.save_triage(triage_id, status="failed", reason=reason)
-    run = ev.run_id if ev.run_id is not None else ev.dedup_key.split(":")[1]
+    if ev.run_id is not None:
+        what = f"run {ev.run_id}"
+    else:
+        what = "the run of command " + ", ".join(str(c.id) for c in ev.commands)
+    if ev.schedule_name:
+        what += f" of {ev.schedule_name}"
     try:
         _post_once(ctx, f"slack:{triage_id}:could-not-triage", triage_id,
-                   simple_message("error", f"Could not triage run {run}", reason))
+                   simple_message("error", f"Could not triage {what}", reason))
     except Exception as exc:  # Slack down too: the log and the failed registry still tell
         tlog.error("could not tell Slack either: %s", exc)
 
@@ -325,9 +336,11 @@ def perform_retry(triage_id: str, run_id: int, origin: int, attempt: int, action
     verb = "triggered the schedule again" if action == "trigger" else "retried"
     tlog.info("%s run %s: new run %s (retry %d of chain %s)", verb, run_id, new_run, attempt, origin)
     if ctx.slack.threads and story.slack_ts:
-        _post_once(ctx, f"slack:{run_id}:retry-started", triage_id,
-                   simple_message("info", f"Retry {attempt} started", f"{verb.capitalize()}: new {run_link(new_run)}."),
-                   story=story)
+        note = simple_message("info", f"Retry {attempt} started", f"{verb.capitalize()}: new {run_link(new_run)}.")
+        try:
+            _post_once(ctx, f"slack:{run_id}:retry-started", triage_id, note, story=story)
+        except UpstreamError as exc:  # the retry is done and recorded; a missing thread note is not worth a rerun
+            tlog.warning("could not post the retry note: %s", exc)
     return {"status": "issued", "new_run_id": new_run, "attempt": attempt}
 
 
