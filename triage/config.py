@@ -30,6 +30,8 @@ class RetryPolicy:
     max_attempts: int = 2
     backoff_seconds: tuple[float, ...] = (60.0, 300.0)
     retry_unknown: bool = False
+    retry_unknown_if_flaky: bool = False  # an unknown failure of a node known to be flaky gets its retry
+    give_up_after_unrecovered: int = 3  # a node retried this often without ever recovering: stop (0 = never)
 
     def backoff_for(self, attempt: int) -> float:
         """Seconds to wait before automatic retry number ``attempt`` (1-based); the last value repeats."""
@@ -97,7 +99,8 @@ class Settings:
 # --- YAML schema -----------------------------------------------------------------------------
 
 _SECTIONS: dict[str, set[str]] = {
-    "retry": {"max_attempts", "backoff_seconds", "retry_unknown"},
+    "retry": {"max_attempts", "backoff_seconds", "retry_unknown", "retry_unknown_if_flaky",
+              "give_up_after_unrecovered"},
     "webhook": {"verification", "max_body_bytes", "dedup_ttl_seconds"},
     "paradime": {"timeout_seconds", "max_attempts", "artifact_max_bytes", "recheck_seconds", "retry_base_seconds"},
     "slack": {"channel"},
@@ -120,6 +123,13 @@ def _int(section: Mapping[str, Any], key: str, where: str, default: int, minimum
     value = section.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"{where}.{key}: expected a whole number >= {minimum}, got {value!r}")
+    return value
+
+
+def _bool(section: Mapping[str, Any], key: str, where: str, default: bool) -> bool:
+    value = section.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}.{key}: expected true or false, got {value!r}")
     return value
 
 
@@ -163,13 +173,12 @@ def load_settings(environ: Mapping[str, str] | None = None, path: str | Path | N
         raise ConfigError(f"{unknown[0]}: unknown section (allowed: {', '.join(sorted(_SECTIONS))})")
 
     r = _section(doc, "retry")
-    retry_unknown = r.get("retry_unknown", False)
-    if not isinstance(retry_unknown, bool):
-        raise ConfigError(f"retry.retry_unknown: expected true or false, got {retry_unknown!r}")
     retry = RetryPolicy(
         max_attempts=_int(r, "max_attempts", "retry", 2),
         backoff_seconds=_seconds_list(r, "backoff_seconds", "retry", (60.0, 300.0)),
-        retry_unknown=retry_unknown,
+        retry_unknown=_bool(r, "retry_unknown", "retry", False),
+        retry_unknown_if_flaky=_bool(r, "retry_unknown_if_flaky", "retry", False),
+        give_up_after_unrecovered=_int(r, "give_up_after_unrecovered", "retry", 3),
     )
 
     w = _section(doc, "webhook")

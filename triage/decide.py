@@ -5,9 +5,12 @@ most useful one for a human:
 
 1. nothing failed, or the run was cancelled by someone → no action;
 2. any deterministic failure → not retrying (a retry would fail the same way and burn money);
-3. any unrecognised failure → not retrying, unless ``retry.retry_unknown`` is on;
+3. any unrecognised failure → not retrying, unless ``retry.retry_unknown`` is on, or
+   ``retry.retry_unknown_if_flaky`` is on and every such failure is of a node known to be flaky;
 4. the chain's retry budget (``retry.max_attempts``) is spent → gave up;
 5. a rule caps the retries its failure deserves (``max_retries``) and the cap is reached → gave up;
+   a failed node was retried ``retry.give_up_after_unrecovered`` times and never recovered → gave up
+   (its "transient" failure is not going away by itself);
 6. only infrastructure commands (git clone, dbt deps) failed → trigger the schedule again
    (``retryBoltRun`` refuses such runs), which needs the schedule name;
 7. otherwise → ``retryBoltRun``.
@@ -18,6 +21,7 @@ from __future__ import annotations
 from collections import Counter
 
 from triage.config import RetryPolicy
+from triage.history import NodeHistory
 from triage.models import Decision, Evidence
 
 
@@ -32,8 +36,13 @@ def _categories(failures) -> str:
     return ", ".join(f"{n}× {cat}" for cat, n in counts.most_common())
 
 
-def decide(evidence: Evidence, attempts_used: int, policy: RetryPolicy, schedule_name: str | None) -> Decision:
-    """Decide for a finished run that is attempt ``attempts_used`` of its chain (0 = the original run)."""
+def decide(evidence: Evidence, attempts_used: int, policy: RetryPolicy, schedule_name: str | None,
+           history: dict[str, NodeHistory] | None = None) -> Decision:
+    """Decide for a finished run that is attempt ``attempts_used`` of its chain (0 = the original run).
+
+    ``history`` is what was known of the failed nodes *before* this run (see triage.history).
+    """
+    history = history or {}
     if evidence.state == "CANCELED":
         return Decision("none", "the run was cancelled; not retrying a cancelled run")
     failures = evidence.failures
@@ -45,8 +54,12 @@ def decide(evidence: Evidence, attempts_used: int, policy: RetryPolicy, schedule
         return Decision("none", f"{_plural(len(deterministic), 'failure')} will fail again "
                                 f"({_categories(deterministic)})")
     unknown = [f for f in failures if f.classification.verdict == "unknown"]
+    flaky = [history[f.node] for f in failures if f.node in history and history[f.node].is_flaky]
     if unknown and not policy.retry_unknown:
-        return Decision("none", f"{_plural(len(unknown), 'failure')} not recognised; a human should look")
+        known_flaky = policy.retry_unknown_if_flaky and all(
+            f.node in history and history[f.node].is_flaky for f in unknown)
+        if not known_flaky:
+            return Decision("none", f"{_plural(len(unknown), 'failure')} not recognised; a human should look")
 
     attempt = attempts_used + 1
     if attempts_used >= policy.max_attempts:
@@ -58,8 +71,17 @@ def decide(evidence: Evidence, attempts_used: int, policy: RetryPolicy, schedule
         return Decision("none", f"this kind of failure is worth only {_plural(capped, 'retry')}, "
                                 f"and {_plural(attempts_used, 'retry')} already failed")
 
+    limit = policy.give_up_after_unrecovered
+    hopeless = [h for f in failures if (h := history.get(f.node or "")) and limit and h.retries >= limit
+                and h.recoveries == 0]
+    if hopeless:
+        return Decision("none", f"retrying never helped: {hopeless[0].node.split('.')[-1]} failed again after "
+                                f"each of its {_plural(hopeless[0].retries, 'retry')}")
+
     backoff = policy.backoff_for(attempt)
     summary = _categories(failures) or "transient failure"
+    if flaky:
+        summary += "; known flaky: " + ", ".join(h.describe() for h in flaky[:3])
     failed_commands = evidence.failed_commands
     if failed_commands and all(c.is_infra for c in failed_commands):
         if not schedule_name:

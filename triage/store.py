@@ -36,6 +36,8 @@ class ChainLink:
 
     origin: int
     attempt: int
+    parent: int | None = None  # the run whose retry created this one
+    via: str | None = None  # "retry" (same code) or "trigger" (the schedule again: maybe new code)
 
 
 @dataclass

@@ -10,6 +10,7 @@ from rq import Queue
 from triage import broker
 from triage.classify import RuleSet
 from triage.config import Settings, load_settings, require_paradime
+from triage.history import History
 from triage.paradime import ParadimeClient
 from triage.slack import SlackNotifier
 from triage.store import Store
@@ -23,12 +24,14 @@ class Context:
     paradime: ParadimeClient
     slack: SlackNotifier
     rules: RuleSet
+    history: History
 
 
 def build(settings: Settings) -> Context:
     require_paradime(settings)
     redis = broker.connect(settings.redis_url)
     return Context(
+        history=History(redis),
         settings=settings,
         store=Store(redis, settings.webhook.dedup_ttl_seconds),
         queue=broker.queue(redis, settings.queue_name),

@@ -148,7 +148,11 @@ def _triage(ctx: Context, triage_id: str, ev: WebhookEvent, check: int, tlog) ->
     except ArtifactsNotReady as exc:
         return _again(ctx, triage_id, ev, check, str(exc))
 
-    decision = decide(evidence, link.attempt, ctx.settings.retry, ev.schedule_name or _story_schedule(ctx, link))
+    nodes = [f.node for f in evidence.failures if f.node]
+    history = ctx.history.get(nodes)
+    decision = decide(evidence, link.attempt, ctx.settings.retry, ev.schedule_name or _story_schedule(ctx, link),
+                      history)
+    ctx.history.record_failures(run_id, evidence.failures)
     tlog.info("run %s (attempt %d of chain %s): %s — %s", run_id, link.attempt, link.origin, decision.action,
               decision.reason)
     _act(ctx, triage_id, ev, run_id, link, evidence, decision, tlog)
@@ -170,8 +174,7 @@ def _act(ctx: Context, triage_id: str, ev: WebhookEvent, run_id: int, link: Chai
         story = ctx.store.story(link.origin)
         story.schedule_name = story.schedule_name or ev.schedule_name
         story.branch = story.branch or ev.branch
-        if link.attempt == 0:
-            ctx.store.put(f"evidence:{run_id}", json.dumps(evidence_to_dict(evidence)))
+        ctx.store.put(f"evidence:{run_id}", json.dumps(evidence_to_dict(evidence)))
         if story.attempts <= link.attempt:  # a re-run of an older triage must not rewrite a newer outcome
             story.status = "retrying" if retrying else ("gave_up" if link.attempt else "not_retried")
         ctx.store.save_story(story)
@@ -214,12 +217,20 @@ def _schedule_retry(ctx: Context, triage_id: str, run_id: int, link: ChainLink, 
         ctx.queue.enqueue(broker.RETRY_JOB, *args, **kwargs)
 
 
+def _failed_in(ctx: Context, run_id: int) -> tuple[list[str], list[str]]:
+    """(failed nodes, failed commands) of a triaged run, from its stored evidence."""
+    evidence = json.loads(ctx.store.get(f"evidence:{run_id}") or '{"failures": []}')
+    return (sorted({f["node"] for f in evidence["failures"] if f.get("node")}),
+            sorted({f["command"] for f in evidence["failures"]}))
+
+
 def _recovered(ctx: Context, run_id: int, link: ChainLink, tlog) -> dict[str, Any]:
+    previous = link.parent if link.parent is not None else link.origin
+    nodes, commands = _failed_in(ctx, previous)
+    if link.via != "trigger":  # same code: the nodes that failed before now passed
+        ctx.history.record_recovery(run_id, nodes)
     with ctx.store.story_lock(link.origin):
         story = ctx.store.story(link.origin)
-        original = json.loads(ctx.store.get(f"evidence:{link.origin}") or '{"failures": []}')
-        nodes = sorted({f["node"] for f in original["failures"] if f.get("node")})
-        commands = sorted({f["command"] for f in original["failures"]})
         story.status, story.flaky_nodes = "recovered", nodes
         ctx.store.save_story(story)
     if nodes:
@@ -327,7 +338,9 @@ def perform_retry(triage_id: str, run_id: int, origin: int, attempt: int, action
             ctx.store.delete(f"pending:{schedule_name}")
 
     ctx.store.put(key, f"issued:{new_run}")
-    ctx.store.set_link(new_run, ChainLink(origin=origin, attempt=attempt))
+    ctx.store.set_link(new_run, ChainLink(origin=origin, attempt=attempt, parent=run_id, via=action))
+    if action == "retry":
+        ctx.history.record_retry(run_id, _failed_in(ctx, run_id)[0])
     with ctx.store.story_lock(origin):
         story = ctx.store.story(origin)
         story.attempts = max(story.attempts, attempt)
