@@ -1,4 +1,4 @@
-"""``triage`` command line: ``triage demo`` (and later the offline tools)."""
+"""``triage`` command line: the demo, a configuration check, and the offline rule-tuning tools."""
 
 from __future__ import annotations
 
@@ -17,6 +17,19 @@ def main(argv: list[str] | None = None) -> int:
 
     sub.add_parser("check-config", help="load the configuration (env + TRIAGE_CONFIG) and report problems")
 
+    rules_help = "rule file, repeatable; later files add or override rules (default: config/rules.yaml)"
+    cl = sub.add_parser("classify", help="classify run_results.json / dbt log files offline and print the verdicts")
+    cl.add_argument("paths", nargs="+", metavar="PATH", help="run_results.json, dbt log, manifest.json (owners)")
+    cl.add_argument("--rules", action="append", metavar="FILE", help=rules_help)
+    cl.add_argument("--adapter", help="the warehouse adapter, when the files do not tell")
+    cl.add_argument("--json", action="store_true", help="machine-readable output")
+
+    ev = sub.add_parser("eval", help="score the classifier on a labelled corpus (JSON Lines)")
+    ev.add_argument("corpus", metavar="CORPUS.jsonl")
+    ev.add_argument("--rules", action="append", metavar="FILE", help=rules_help)
+    ev.add_argument("--min-transient-recall", type=float, default=0.0, metavar="R",
+                    help="also fail when fewer than this share of transient messages are recognised (0-1)")
+
     args = parser.parse_args(argv)
     if args.command == "demo":
         from triage.demo import run_demo
@@ -24,7 +37,50 @@ def main(argv: list[str] | None = None) -> int:
         return run_demo(workers=args.workers, verbose=args.verbose)
     if args.command == "check-config":
         return _check_config()
+    if args.command == "classify":
+        return _classify(args)
+    if args.command == "eval":
+        return _eval(args)
     return 2
+
+
+def _rules(files: list[str] | None):
+    from triage.classify import DEFAULT_RULES_PATH, RuleSet
+
+    return RuleSet.load(*(files or [DEFAULT_RULES_PATH]))
+
+
+def _classify(args) -> int:
+    from triage import explain
+    from triage.errors import ArtifactError, ConfigError
+
+    try:
+        reports, notes = explain.explain(args.paths, _rules(args.rules), adapter=args.adapter)
+    except (ArtifactError, ConfigError) as exc:
+        print(f"triage classify: {exc}", file=sys.stderr)
+        return 2
+    print(explain.render_json(reports, notes) if args.json else explain.render_text(reports, notes), end="")
+    return 0
+
+
+def _eval(args) -> int:
+    from triage import evaluate
+    from triage.errors import ConfigError
+
+    try:
+        score = evaluate.evaluate(evaluate.load_corpus(args.corpus), _rules(args.rules))
+    except (ConfigError, OSError) as exc:
+        print(f"triage eval: {exc}", file=sys.stderr)
+        return 2
+    print(evaluate.render(score), end="")
+    recall = score.precision_recall("transient")[1]
+    if score.unsafe:
+        print(f"FAIL: {len(score.unsafe)} deterministic message(s) would be retried", file=sys.stderr)
+        return 1
+    if recall < args.min_transient_recall:
+        print(f"FAIL: transient recall {recall:.1%} is below {args.min_transient_recall:.0%}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _check_config() -> int:

@@ -34,7 +34,9 @@ class ArtifactsNotReady(Exception):
 
 
 @dataclass
-class _CommandFacts:
+class CommandFacts:
+    """What one failed command left behind: its log and, when usable, its run_results.json."""
+
     command: Command
     log: str
     run_results: RunResults | None
@@ -60,7 +62,7 @@ def _run_results_of(client: ParadimeClient, command: Command, max_bytes: int,
     return parsed, None
 
 
-def _facts(client: ParadimeClient, command: Command, status_log: str, max_bytes: int, wait: bool) -> _CommandFacts:
+def _facts(client: ParadimeClient, command: Command, status_log: str, max_bytes: int, wait: bool) -> CommandFacts:
     detail = client.command(command.id)
     merged = Command(
         id=command.id,
@@ -71,7 +73,7 @@ def _facts(client: ParadimeClient, command: Command, status_log: str, max_bytes:
         resources=detail.command.resources or command.resources,
     )
     rr, note = _run_results_of(client, merged, max_bytes, wait)
-    return _CommandFacts(merged, detail.log or status_log, rr, note)
+    return CommandFacts(merged, detail.log or status_log, rr, note)
 
 
 def gather(client: ParadimeClient, run_id: int, status: RunStatus, rules: RuleSet, max_bytes: int,
@@ -89,14 +91,19 @@ def gather(client: ParadimeClient, run_id: int, status: RunStatus, rules: RuleSe
     for f in facts:
         if f.note:
             evidence.notes.append(f.note)
-        evidence.failures.extend(_failures(f, adapter, rules, evidence))
+        evidence.failures.extend(failures_of(f, adapter, rules, evidence))
 
     if evidence.state in ("ERROR", "FAILED") and not evidence.failed_commands:
         evidence.notes.append(f"run state is {evidence.state} but every command returned 0")
     return evidence
 
 
-def _failures(f: _CommandFacts, adapter: str | None, rules: RuleSet, evidence: Evidence) -> list[Failure]:
+def failures_of(f: CommandFacts, adapter: str | None, rules: RuleSet, evidence: Evidence) -> list[Failure]:
+    """Classified failures of one command: its failed nodes, else the errors in its log.
+
+    Warnings and skipped nodes are counted into ``evidence``; the service and ``triage classify``
+    both use this, so the offline verdicts are the service's verdicts.
+    """
     cmd = f.command
     rr = f.run_results
     if rr is not None:
