@@ -94,3 +94,21 @@ def test_classify_explains_unreadable_input(tmp_path):
     assert "results[0] is not an object" in proc.stderr
     missing = triage("classify", tmp_path / "nope.json")
     assert missing.returncode == 2 and "cannot read" in missing.stderr
+
+
+def test_classify_shows_owners_from_a_manifest(tmp_path):
+    from triage.sim.paradime import make_run_results
+
+    rr = tmp_path / "run_results.json"
+    rr.write_text(json.dumps(make_run_results([
+        ("model.shopverse_analytics.stg_orders", "error", "Database Error\n  002003 (42S02): SQL compilation error:"
+         "\n  Object 'RAW.ORDERS' does not exist or not authorized."),
+    ])))
+    manifest = SAMPLES / "AvinashAnalytics__shopverse-dbt-snowflake-pipeline__manifest.json"
+    proc = triage("classify", rr, manifest)
+    assert proc.returncode == 0, proc.stderr
+    assert "OWNER" in proc.stdout and "analytics_team" in proc.stdout
+    [report] = json.loads(triage("classify", "--json", rr, manifest).stdout)["reports"]
+    assert report["failures"][0]["owner"] == "analytics_team"
+    alone = triage("classify", manifest)
+    assert alone.returncode == 0 and "a manifest; nothing to classify" in alone.stdout

@@ -302,3 +302,38 @@ def test_other_slack_modes(service_env, redis, paradime, slack, monkeypatch, mod
     else:
         assert slack.messages == []
         assert "slack (not configured)" in caplog.text and "recovered" in caplog.text
+
+
+def test_owners_from_the_manifest_reach_the_evidence_and_slack(service, paradime, slack):
+    manifest = {
+        "metadata": {"dbt_schema_version": "https://schemas.getdbt.com/dbt/manifest/v12.json"},
+        "nodes": {"model.shop.stg_orders": {
+            "unique_id": "model.shop.stg_orders", "resource_type": "model", "tags": ["hourly"],
+            "config": {"meta": {"owner": "ana@shop.io"}}, "original_file_path": "models\\staging\\stg_orders.sql",
+            "raw_code": "select 1",
+        }},
+        "groups": {},
+    }
+    command = dbt_run(MISSING)
+    command.artifacts["target/manifest.json"] = manifest
+    run_id = failed_run(paradime, command)
+    paradime.deliver(run_id)
+    service.drain()
+    record = _triage_of(service, run_id)
+    failure = record["evidence"]["failures"][0]
+    assert record["evidence"]["notes"] == []
+    assert (failure["owner"], failure["tags"], failure["path"]) == ("ana@shop.io", ["hourly"],
+                                                                    "models/staging/stg_orders.sql")
+    [message] = slack.top_level()
+    assert "owner ana@shop.io" in json.dumps(message.blocks)
+
+
+def test_a_broken_manifest_only_loses_the_owners(service, paradime):
+    command = dbt_run(MISSING)
+    command.artifacts["target/manifest.json"] = '{"metadata": {"dbt_schema_version": "x/manifest/v12.json"}, "nod'
+    run_id = failed_run(paradime, command)
+    paradime.deliver(run_id)
+    service.drain()
+    record = _triage_of(service, run_id)
+    assert record["action"] == "none" and record["evidence"]["failures"][0]["owner"] is None
+    assert any(n.startswith("owners unknown: manifest.json unusable") for n in record["evidence"]["notes"])

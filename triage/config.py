@@ -57,6 +57,7 @@ class ParadimeSettings:
     timeout_seconds: float = 15.0
     max_attempts: int = 4
     artifact_max_bytes: int = 50 * 1024 * 1024
+    manifest_max_bytes: int = 1024 * 1024 * 1024  # streamed, never held in memory
     recheck_seconds: tuple[float, ...] = (10.0, 30.0, 60.0, 120.0, 300.0)
     retry_base_seconds: float = 1.0  # first pause between API attempts; doubles each time
 
@@ -102,7 +103,8 @@ _SECTIONS: dict[str, set[str]] = {
     "retry": {"max_attempts", "backoff_seconds", "retry_unknown", "retry_unknown_if_flaky",
               "give_up_after_unrecovered"},
     "webhook": {"verification", "max_body_bytes", "dedup_ttl_seconds"},
-    "paradime": {"timeout_seconds", "max_attempts", "artifact_max_bytes", "recheck_seconds", "retry_base_seconds"},
+    "paradime": {"timeout_seconds", "max_attempts", "artifact_max_bytes", "manifest_max_bytes", "recheck_seconds",
+                 "retry_base_seconds"},
     "slack": {"channel"},
     "classification": {"rules_files"},
 }
@@ -219,6 +221,7 @@ def load_settings(environ: Mapping[str, str] | None = None, path: str | Path | N
         timeout_seconds=_number(p, "timeout_seconds", "paradime", 15.0),
         max_attempts=_int(p, "max_attempts", "paradime", 4, minimum=1),
         artifact_max_bytes=_int(p, "artifact_max_bytes", "paradime", 50 * 1024 * 1024, minimum=1024),
+        manifest_max_bytes=_int(p, "manifest_max_bytes", "paradime", 1024 * 1024 * 1024, minimum=1024),
         recheck_seconds=_seconds_list(p, "recheck_seconds", "paradime", (10.0, 30.0, 60.0, 120.0, 300.0)),
         retry_base_seconds=_number(p, "retry_base_seconds", "paradime", 1.0),
     )

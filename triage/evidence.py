@@ -10,7 +10,7 @@ Every failure is then classified, with the adapter known from the artifacts or t
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from triage.artifacts import (
     RunResults,
@@ -21,12 +21,14 @@ from triage.artifacts import (
 )
 from triage.classify import RuleSet, classify, classify_node
 from triage.errors import ArtifactError, UpstreamError
+from triage.manifest import read_node_info
 from triage.models import Command, Evidence, Failure
 from triage.paradime import ParadimeClient, RunStatus
 
 log = logging.getLogger(__name__)
 
 RUN_RESULTS = "run_results.json"
+MANIFEST = "manifest.json"
 
 
 class ArtifactsNotReady(Exception):
@@ -77,7 +79,8 @@ def _facts(client: ParadimeClient, command: Command, status_log: str, max_bytes:
 
 
 def gather(client: ParadimeClient, run_id: int, status: RunStatus, rules: RuleSet, max_bytes: int,
-           wait_for_artifacts: bool = True, known_adapter: str | None = None) -> Evidence:
+           wait_for_artifacts: bool = True, known_adapter: str | None = None,
+           manifest_max_bytes: int = 0) -> Evidence:
     """Raise ArtifactsNotReady while Paradime cannot hand out a listed artifact and ``wait_for_artifacts``."""
     evidence = Evidence(run_id=run_id, state=status.state, commands=list(status.commands))
     facts = [_facts(client, c, status.logs.get(c.id, ""), max_bytes, wait_for_artifacts)
@@ -95,7 +98,32 @@ def gather(client: ParadimeClient, run_id: int, status: RunStatus, rules: RuleSe
 
     if evidence.state in ("ERROR", "FAILED") and not evidence.failed_commands:
         evidence.notes.append(f"run state is {evidence.state} but every command returned 0")
+    if manifest_max_bytes and any(f.node for f in evidence.failures):
+        _attach_owners(client, [f.command for f in facts], evidence, manifest_max_bytes)
     return evidence
+
+
+def _attach_owners(client: ParadimeClient, commands: list[Command], evidence: Evidence, max_bytes: int) -> None:
+    """Owner, tags and file of each failed node, from the run's manifest.json (streamed, best effort:
+    without it the triage is as good, only the owners are missing)."""
+    resource = next((r for c in commands for r in c.resources if r.path.rsplit("/", 1)[-1] == MANIFEST), None)
+    if resource is None:
+        return
+    nodes = {f.node for f in evidence.failures if f.node}
+    try:
+        url = client.resource_url(resource.id)
+        if url is None:
+            evidence.notes.append("manifest.json not ready; owners unknown")
+            return
+        with client.stream(url, max_bytes) as stream:
+            info = read_node_info(stream, nodes)
+    except (UpstreamError, ArtifactError) as exc:
+        evidence.notes.append(f"owners unknown: manifest.json unusable ({exc})")
+        return
+    evidence.failures = [
+        replace(f, owner=i.owner, tags=i.tags, path=i.path) if (i := info.get(f.node or "")) else f
+        for f in evidence.failures
+    ]
 
 
 def failures_of(f: CommandFacts, adapter: str | None, rules: RuleSet, evidence: Evidence) -> list[Failure]:

@@ -91,6 +91,9 @@ class Failure:
     status: str | None = None  # run_results status: error, fail, runtime error
     relation_name: str | None = None
     failures: int | None = None  # failing rows of a data test
+    owner: str | None = None  # from the manifest: config.meta.owner, meta.owner, group owner, tested node's
+    tags: tuple[str, ...] = ()
+    path: str | None = None  # the node's file, e.g. models/staging/stg_orders.sql
 
 
 @dataclass
@@ -134,7 +137,8 @@ def evidence_from_dict(d: dict) -> Evidence:
         for c in d.get("commands", [])
     ]
     failures = [
-        Failure(**{**f, "classification": Classification(**f["classification"])}) for f in d.get("failures", [])
+        Failure(**{**f, "classification": Classification(**f["classification"]), "tags": tuple(f.get("tags") or ())})
+        for f in d.get("failures", [])
     ]
     return Evidence(run_id=d["run_id"], state=d["state"], commands=commands, failures=failures,
                     warnings=list(d.get("warnings", [])), skipped=d.get("skipped", 0), adapter=d.get("adapter"),

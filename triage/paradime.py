@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -213,6 +215,23 @@ class ParadimeClient:
                 self._pause(attempt)
         raise UpstreamError(f"artifact download from {where}: {last}")
 
+    @contextmanager
+    def stream(self, url: str, max_bytes: int) -> Iterator[_Capped]:
+        """A pre-signed artifact URL as a file-like object, for streaming parsers (a manifest can
+        be hundreds of MB). Reading past ``max_bytes`` raises UpstreamError; not retried."""
+        where = redact_url(url)
+        try:
+            resp = self.session.get(url, timeout=self.settings.timeout_seconds, stream=True)
+        except requests.RequestException as exc:
+            raise UpstreamError(f"artifact download from {where}: request failed ({exc.__class__.__name__})") \
+                from None
+        with resp:
+            if resp.status_code != 200:
+                raise UpstreamError(f"artifact download from {where}: HTTP {resp.status_code}",
+                                    retryable=resp.status_code >= 500)
+            resp.raw.decode_content = True
+            yield _Capped(resp.raw, max_bytes, where)
+
     def retry_run(self, run_id: int) -> int:
         data = self._post("retryBoltRun", RETRY, {"scheduleRunId": run_id}, mutation=True)
         return _new_run_id(data, "retryBoltRun")
@@ -220,6 +239,25 @@ class ParadimeClient:
     def trigger_run(self, schedule_name: str) -> int:
         data = self._post("triggerBoltRun", TRIGGER, {"scheduleName": schedule_name}, mutation=True)
         return _new_run_id(data, "triggerBoltRun")
+
+
+class _Capped:
+    """A file-like ``read()`` over a streamed response that refuses to read more than ``limit`` bytes."""
+
+    def __init__(self, raw: Any, limit: int, where: str):
+        self.raw, self.limit, self.where, self.count = raw, limit, where, 0
+
+    def read(self, size: int = 64 * 1024) -> bytes:
+        if size == 0:  # parsers probe with read(0) to learn bytes vs str
+            return b""
+        try:
+            chunk = self.raw.read(size if size > 0 else 64 * 1024)
+        except (requests.RequestException, OSError, ValueError) as exc:  # urllib3 errors, timeouts
+            raise UpstreamError(f"artifact download from {self.where}: {exc.__class__.__name__}") from None
+        self.count += len(chunk)
+        if self.count > self.limit:
+            raise _too_big(self.where, self.limit)
+        return chunk
 
 
 def _never_sent(exc: requests.ConnectionError) -> bool:

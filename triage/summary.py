@@ -65,9 +65,10 @@ def _trim(text: str, limit: int) -> str:
 
 
 def _node_label(f: Failure) -> str:
-    if f.node:
-        return f"`{f.node.split('.', 2)[-1] if f.node.count('.') >= 2 else f.node}`"
-    return f"`{f.command}` (log)"
+    if not f.node:
+        return f"`{f.command}` (log)"
+    label = f"`{f.node.split('.', 2)[-1] if f.node.count('.') >= 2 else f.node}`"
+    return label + (f" · owner {f.owner}" if f.owner else "")
 
 
 def _category_section(category: str, failures: list[Failure]) -> str:

@@ -144,7 +144,8 @@ def _triage(ctx: Context, triage_id: str, ev: WebhookEvent, check: int, tlog) ->
     allow_missing = check >= len(ctx.settings.paradime.recheck_seconds)
     try:
         evidence = gather(ctx.paradime, run_id, status, ctx.rules, ctx.settings.paradime.artifact_max_bytes,
-                          wait_for_artifacts=not allow_missing)
+                          wait_for_artifacts=not allow_missing,
+                          manifest_max_bytes=ctx.settings.paradime.manifest_max_bytes)
     except ArtifactsNotReady as exc:
         return _again(ctx, triage_id, ev, check, str(exc))
 
