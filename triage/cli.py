@@ -24,6 +24,14 @@ def main(argv: list[str] | None = None) -> int:
     cl.add_argument("--adapter", help="the warehouse adapter, when the files do not tell")
     cl.add_argument("--json", action="store_true", help="machine-readable output")
 
+    sp = sub.add_parser("slack-preview", help="print the Slack message (Block Kit JSON) the service would post "
+                                              "for run_results.json / dbt log files, for Block Kit Builder")
+    sp.add_argument("paths", nargs="+", metavar="PATH",
+                    help="one run_results.json and/or dbt log, optionally a manifest.json (owners)")
+    sp.add_argument("--rules", action="append", metavar="FILE", help=rules_help)
+    sp.add_argument("--adapter", help="the warehouse adapter, when the files do not tell")
+    sp.add_argument("--schedule", help="schedule name shown in the header (default: Bolt run)")
+
     ev = sub.add_parser("eval", help="score the classifier on a labelled corpus (JSON Lines)")
     ev.add_argument("corpus", metavar="CORPUS.jsonl")
     ev.add_argument("--rules", action="append", metavar="FILE", help=rules_help)
@@ -39,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         return _check_config()
     if args.command == "classify":
         return _classify(args)
+    if args.command == "slack-preview":
+        return _slack_preview(args)
     if args.command == "eval":
         return _eval(args)
     return 2
@@ -60,6 +70,21 @@ def _classify(args) -> int:
         print(f"triage classify: {exc}", file=sys.stderr)
         return 2
     print(explain.render_json(reports, notes) if args.json else explain.render_text(reports, notes), end="")
+    return 0
+
+
+def _slack_preview(args) -> int:
+    import json
+
+    from triage.errors import ArtifactError, ConfigError
+    from triage.summary import preview
+
+    try:
+        message = preview(args.paths, _rules(args.rules), schedule=args.schedule, adapter=args.adapter)
+    except (ArtifactError, ConfigError) as exc:
+        print(f"triage slack-preview: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"blocks": message.blocks, "text": message.text}, indent=2, ensure_ascii=False))
     return 0
 
 
