@@ -104,6 +104,7 @@ def policy(tmp_path: Path) -> dict:
     doc["paradime"].update(recheck_seconds=[0.2, 0.2, 0.2], retry_base_seconds=0.01, timeout_seconds=2,
                            max_attempts=3)
     doc["classification"]["rules_files"] = [str(REPO / "config" / "rules.yaml")]
+    doc["slack"]["per_channel_interval_seconds"] = 0.01  # pacing has its own test
     return doc
 
 
@@ -117,25 +118,28 @@ class Service:
         self.paradime = paradime
         self.slack = slack
         self.queue = broker.queue(redis)
+        self.slack_queue = broker.queue(redis, broker.SLACK_QUEUE)
 
     def drain(self, until: Callable[[], bool] | None = None, timeout: float = 15.0, idle: bool = True) -> None:
         """Run real RQ workers (in this process) until the queue and due scheduled jobs are done
         (unless ``idle`` is False) and ``until()`` holds; webhooks the simulator sends meanwhile
         are picked up too."""
         deadline = time.time() + timeout
-        registry = ScheduledJobRegistry(queue=self.queue)
+        queues = [self.queue, self.slack_queue]
+        registries = [ScheduledJobRegistry(queue=q) for q in queues]
         while True:
-            for job_id in registry.get_jobs_to_schedule(int(time.time()) + 1):
-                self.queue.enqueue_job(self.queue.fetch_job(job_id))
-                registry.remove(job_id)
-            worker = SimpleWorker([self.queue], connection=self.redis, serializer=JSONSerializer)
+            for queue, registry in zip(queues, registries, strict=True):
+                for job_id in registry.get_jobs_to_schedule(time.time()):
+                    queue.enqueue_job(queue.fetch_job(job_id))
+                    registry.remove(job_id)
+            worker = SimpleWorker(queues, connection=self.redis, serializer=JSONSerializer)
             worker.work(burst=True, logging_level="WARNING")
-            quiet = self.queue.count == 0 and registry.count == 0
+            quiet = all(q.count == 0 for q in queues) and all(r.count == 0 for r in registries)
             if (quiet or not idle) and (until is None or until()):
                 return
             if time.time() > deadline:
-                raise AssertionError(f"not done after {timeout}s (queue {self.queue.count}, "
-                                     f"scheduled {registry.count})")
+                raise AssertionError(f"not done after {timeout}s (queues {[q.count for q in queues]}, "
+                                     f"scheduled {[r.count for r in registries]})")
             time.sleep(0.05)
 
 

@@ -46,10 +46,13 @@ def test_slack_outage_does_not_change_what_is_done_to_the_run(service, paradime,
     run_id = failed_run(paradime, dbt_run(LOCK))
     paradime.deliver(run_id)
     with caplog.at_level(logging.WARNING):
-        service.drain(until=lambda: story(service, run_id).get("status") == "recovered", timeout=30)
+        service.drain(until=lambda: story(service, run_id).get("status") == "recovered", timeout=30, idle=False)
     assert len(paradime.calls_of("retryBoltRun")) == 1
     assert slack.messages == []
     assert "Slack chat.postMessage: internal_error" in caplog.text
+    # The deliveries wait in RQ's scheduled registry for their next try (bounded: Retry(max=3)).
+    from rq.registry import ScheduledJobRegistry
+    assert ScheduledJobRegistry(queue=service.slack_queue).count >= 1
 
 
 def test_slack_rate_limit_is_honoured(service, paradime, slack):

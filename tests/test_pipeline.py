@@ -73,8 +73,9 @@ def test_transient_failure_is_retried_exactly_once_and_recovery_is_reported(serv
     assert parent.history, "the parent message is updated in place"
     assert "Recovered on retry 1" in parent.text and "stg_orders" in parent.text
     assert f"https://app.paradime.io/bolt/run_id/{run_id}" in json.dumps(parent.blocks)
-    first = parent.history[0]["text"]
-    assert "Retrying now (retry 1)" in first and "lock_conflict" in first
+    first = parent.history[0]
+    assert "Retrying now: 1 model hit a Snowflake lock conflict" in first["text"]
+    assert "lock_conflict" in json.dumps(first["blocks"]) and "next: retry 1" in json.dumps(first["blocks"])
     replies = [m.text for m in slack.replies(parent.ts)]
     assert any("Retry 1 started" in t for t in replies)
     assert any("recovered" in t for t in replies)
@@ -95,7 +96,8 @@ def test_deterministic_failure_is_never_retried(service, paradime, slack):
     assert paradime.calls_of("retryBoltRun") == [] and paradime.calls_of("triggerBoltRun") == []
     assert story(service, run_id)["status"] == "not_retried"
     [message] = slack.top_level()
-    assert "Not retrying" in message.text and "missing_object" in message.text
+    assert "Not retrying: 1 model references a missing table or view" in message.text
+    assert "missing_object" in json.dumps(message.blocks)
     blocks = json.dumps(message.blocks)
     assert "does not exist or not authorized" in blocks and "stg_orders" in blocks
 

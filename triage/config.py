@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,11 +68,29 @@ class ParadimeSettings:
 
 
 @dataclass(frozen=True)
+class Route:
+    """Send a run's story to ``channel`` when its schedule matches ``schedule`` (a glob) or a failed
+    node carries ``tag``."""
+
+    channel: str
+    schedule: str | None = None
+    tag: str | None = None
+
+
+@dataclass(frozen=True)
 class SlackSettings:
     webhook_url: str | None = None
     bot_token: str | None = None
     channel: str | None = None
     api_url: str | None = None
+    routes: tuple[Route, ...] = ()
+    owners: dict[str, str] = field(default_factory=dict)  # owner (manifest) -> Slack mention
+    fallback_mentions: tuple[str, ...] = ()  # when a human is needed and no owner is known
+    mention_when: str = "needs_human"  # needs_human | always | never
+    storm_window_seconds: int = 900
+    storm_min_schedules: int = 3  # 0 disables incident grouping
+    repeat_interval_seconds: int = 21_600  # 0 disables repeat suppression
+    per_channel_interval_seconds: float = 1.0
 
     @property
     def mode(self) -> str:
@@ -105,7 +124,8 @@ _SECTIONS: dict[str, set[str]] = {
     "webhook": {"verification", "max_body_bytes", "dedup_ttl_seconds"},
     "paradime": {"timeout_seconds", "max_attempts", "artifact_max_bytes", "manifest_max_bytes", "recheck_seconds",
                  "retry_base_seconds"},
-    "slack": {"channel"},
+    "slack": {"channel", "routes", "owners", "fallback_mentions", "mention_when", "storm", "repeat_interval_seconds",
+              "per_channel_interval_seconds"},
     "classification": {"rules_files"},
 }
 
@@ -230,11 +250,28 @@ def load_settings(environ: Mapping[str, str] | None = None, path: str | Path | N
     channel = s.get("channel")
     if channel is not None and not isinstance(channel, str):
         raise ConfigError(f"slack.channel: expected a channel name or id, got {channel!r}")
+    mention_when = s.get("mention_when", "needs_human")
+    if mention_when not in ("needs_human", "always", "never"):
+        raise ConfigError(f"slack.mention_when: {mention_when!r} is not one of needs_human, always, never")
+    storm = s.get("storm") or {}
+    if not isinstance(storm, Mapping) or set(storm) - {"window_seconds", "min_schedules"}:
+        raise ConfigError("slack.storm: expected a mapping with window_seconds and min_schedules")
+    fallback = s.get("fallback_mentions") or []
+    if not isinstance(fallback, list) or not all(isinstance(m, str) for m in fallback):
+        raise ConfigError(f"slack.fallback_mentions: expected a list of Slack ids, got {fallback!r}")
     slack = SlackSettings(
         webhook_url=_env(environ, "SLACK_WEBHOOK_URL"),
         bot_token=_env(environ, "SLACK_BOT_TOKEN"),
         channel=_env(environ, "SLACK_CHANNEL") or channel,
         api_url=_env(environ, "SLACK_API_URL"),
+        routes=_routes(s.get("routes")),
+        owners=_owners(s.get("owners")),
+        fallback_mentions=tuple(slack_mention(m, "slack.fallback_mentions") for m in fallback),
+        mention_when=mention_when,
+        storm_window_seconds=_int(storm, "window_seconds", "slack.storm", 900, minimum=1),
+        storm_min_schedules=_int(storm, "min_schedules", "slack.storm", 3),
+        repeat_interval_seconds=_int(s, "repeat_interval_seconds", "slack", 21_600),
+        per_channel_interval_seconds=_number(s, "per_channel_interval_seconds", "slack", 1.0),
     )
     if slack.mode == "api" and not slack.channel:
         raise ConfigError("SLACK_CHANNEL: required with SLACK_BOT_TOKEN (or set slack.channel)")
@@ -258,6 +295,48 @@ def load_settings(environ: Mapping[str, str] | None = None, path: str | Path | N
         admin_token=_env(environ, "TRIAGE_ADMIN_TOKEN"),
         config_path=config_path,
     )
+
+
+_SLACK_ID = re.compile(r"^[UWS][A-Z0-9]{2,}$")
+
+
+def slack_mention(value: str, where: str) -> str:
+    """``U…``/``W…`` (a user) → ``<@U…>``, ``S…`` (a user group) → ``<!subteam^S…>``; ``<…>`` kept."""
+    value = value.strip()
+    if value.startswith("<") and value.endswith(">"):
+        return value
+    if not _SLACK_ID.match(value):
+        raise ConfigError(f"{where}: {value!r} is not a Slack user (U…/W…) or user-group (S…) id")
+    return f"<!subteam^{value}>" if value.startswith("S") else f"<@{value}>"
+
+
+def _routes(value: Any) -> tuple[Route, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ConfigError(f"slack.routes: expected a list, got {type(value).__name__}")
+    routes = []
+    for i, item in enumerate(value):
+        where = f"slack.routes[{i}]"
+        if not isinstance(item, Mapping):
+            raise ConfigError(f"{where}: expected a mapping with channel and schedule or tag")
+        unknown = set(item) - {"channel", "schedule", "tag"}
+        if unknown:
+            raise ConfigError(f"{where}.{sorted(unknown)[0]}: unknown key (allowed: channel, schedule, tag)")
+        if not isinstance(item.get("channel"), str) or not item["channel"]:
+            raise ConfigError(f"{where}.channel: required (a channel name or id)")
+        if not (isinstance(item.get("schedule"), str) or isinstance(item.get("tag"), str)):
+            raise ConfigError(f"{where}: needs a schedule (glob) or a tag")
+        routes.append(Route(channel=item["channel"], schedule=item.get("schedule"), tag=item.get("tag")))
+    return tuple(routes)
+
+
+def _owners(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"slack.owners: expected a mapping of owner -> Slack id, got {type(value).__name__}")
+    return {str(k): slack_mention(str(v), f"slack.owners.{k}") for k, v in value.items()}
 
 
 def require_paradime(settings: Settings) -> None:

@@ -41,6 +41,7 @@ MISSING = ("Database Error in model fct_revenue (models/marts/fct_revenue.sql)\n
            "error:\n  Object 'ANALYTICS.STAGING.STG_PAYMENTS_V2' does not exist or not authorized.")
 TEST_FAIL = "Got 14 results, configured to fail if != 0"
 CONNECT = "250001: Could not connect to Snowflake backend after 2 attempt(s).Aborting"
+OUTAGE = "390189 (08001): The service is temporarily unavailable. Please try again later."
 DEPS_LOG = textwrap.dedent("""\
     \x1b[0m02:59:58  Running with dbt=1.8.0
     \x1b[0m03:00:03  Encountered an error:
@@ -106,6 +107,10 @@ def scenarios() -> list[Scenario]:
                  [*base, _dbt("dbt run", [("model.events.stg_events", "error", CONNECT)])],
                  retries=[[*base, _dbt("dbt run", [("model.events.stg_events", "error", CONNECT)])]] * 2,
                  expect="gave_up"),
+        *(Scenario(f"Warehouse outage, schedule {i + 1} of 3: one incident message for all", name,
+                   [*base, _dbt("dbt run", [(f"model.{name}.{model}", "error", OUTAGE)])], expect="recovered")
+          for i, (name, model) in enumerate([("marketing_daily", "fct_campaigns"), ("product_daily", "fct_usage"),
+                                             ("sales_daily", "fct_pipeline")])),
     ]
 
 
@@ -157,6 +162,7 @@ def run_demo(workers: int = 2, verbose: bool = False) -> int:
         policy = yaml.safe_load((REPO / "config" / "triage.yaml").read_text())
         policy["retry"]["backoff_seconds"] = [2, 3]  # short, so the demo ends quickly; uses RQ's scheduler
         policy["paradime"]["recheck_seconds"] = [1, 2, 3]
+        policy["slack"]["per_channel_interval_seconds"] = 0.3  # the simulator has no 1/s limit; keep it short
         policy["classification"]["rules_files"] = [str(REPO / "config" / "rules.yaml")]
         config_path = workdir / "triage.yaml"
         config_path.write_text(yaml.safe_dump(policy))
@@ -233,11 +239,11 @@ def _play(paradime: ParadimeSimulator, slack: SlackSimulator, redis: Redis, work
         raw = redis.get(f"bt:story:{run_id}")
         return json.loads(raw) if raw else {}
 
-    queue = broker.queue(redis)
-    registries = (StartedJobRegistry(queue=queue), ScheduledJobRegistry(queue=queue))
+    queues = [broker.queue(redis), broker.queue(redis, broker.SLACK_QUEUE)]
+    registries = [r(queue=q) for q in queues for r in (StartedJobRegistry, ScheduledJobRegistry)]
 
     def done() -> bool:
-        idle = queue.count == 0 and all(r.count == 0 for r in registries)
+        idle = all(q.count == 0 for q in queues) and all(r.count == 0 for r in registries)
         return idle and all(story(run_id).get("status") == sc.expect for sc, run_id in plays)
 
     _say("\nWaiting for triage, retries (after a 2-3 s backoff) and the retry runs' webhooks…")

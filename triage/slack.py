@@ -5,23 +5,22 @@ outcomes reply to in its thread and update in place (``chat.update``). An incomi
 webhook can only post new messages, so outcomes are follow-ups naming the run.
 Without Slack configured, messages go to the log so nothing is lost.
 
-slack-sdk's retry handlers honour 429 ``Retry-After`` and retry connection and server
-errors a bounded number of times; what still fails becomes an ``UpstreamError``
-whose message names the Slack error code, never the token or webhook URL.
+slack-sdk's retry handlers retry connection and server errors a bounded number of times;
+a 429 raises ``RateLimited`` with Slack's ``Retry-After`` so the caller can reschedule
+instead of sleeping; what still fails becomes an ``UpstreamError`` whose message names
+the Slack error code, never the token or webhook URL. ``Pacer`` keeps each channel at
+about one message per second across all workers.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
-from slack_sdk.http_retry.builtin_handlers import (
-    ConnectionErrorRetryHandler,
-    RateLimitErrorRetryHandler,
-    ServerErrorRetryHandler,
-)
+from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, ServerErrorRetryHandler
 from slack_sdk.webhook import WebhookClient
 
 from triage.config import SlackSettings
@@ -31,12 +30,44 @@ from triage.summary import SlackMessage
 log = logging.getLogger(__name__)
 
 
+class RateLimited(UpstreamError):
+    """Slack answered 429: try again after ``retry_after`` seconds (the caller reschedules; no sleep)."""
+
+    def __init__(self, method: str, retry_after: float):
+        super().__init__(f"Slack {method}: rate limited; retry after {retry_after:g}s")
+        self.retry_after = retry_after
+
+
 def _handlers():
-    return [
-        RateLimitErrorRetryHandler(max_retry_count=3),
-        ConnectionErrorRetryHandler(max_retry_count=2),
-        ServerErrorRetryHandler(max_retry_count=2),
-    ]
+    # No RateLimitErrorRetryHandler: a 429 would make the worker sleep; RateLimited lets the
+    # delivery job reschedule itself instead, so other runs' triage goes on.
+    return [ConnectionErrorRetryHandler(max_retry_count=2), ServerErrorRetryHandler(max_retry_count=2)]
+
+
+PACE_SCRIPT = """
+local now = tonumber(ARGV[1])
+local interval = tonumber(ARGV[2])
+local slot = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'))
+redis.call('SET', KEYS[1], slot + interval, 'PX', math.ceil(slot + interval - now + interval * 10))
+return slot - now
+"""
+
+
+class Pacer:
+    """At most one message per channel per ``interval`` seconds, across every worker (Slack allows
+    about one per second per channel and answers 429 beyond).
+
+    Slots are handed out in order: a caller told to wait owns the slot it was given, so messages
+    to one channel go out in the order they were queued (a thread reads in order)."""
+
+    def __init__(self, redis, interval: float):
+        self.interval_ms = max(int(interval * 1000), 1)
+        self._script = redis.register_script(PACE_SCRIPT)
+
+    def reserve(self, channel: str) -> float:
+        """Reserve the channel's next slot; seconds until it (0: send now)."""
+        now_ms = int(time.time() * 1000)
+        return int(self._script(keys=[f"bt:slack-pace:{channel}"], args=[now_ms, self.interval_ms])) / 1000
 
 
 @dataclass(frozen=True)
@@ -75,6 +106,8 @@ class SlackNotifier:
         if self._hook is not None:
             try:
                 resp = self._hook.send(text=message.text, blocks=message.blocks)
+                if resp.status_code == 429:
+                    raise RateLimited("incoming webhook", _retry_after(resp.headers))
             except SlackClientError as exc:
                 raise UpstreamError(f"Slack incoming webhook: {exc.__class__.__name__}") from None
             except OSError as exc:
@@ -100,6 +133,17 @@ class SlackNotifier:
         except SlackApiError as exc:
             error = exc.response.get("error") if exc.response is not None else "unknown"
             status = exc.response.status_code if exc.response is not None else 0
+            if status == 429:
+                raise RateLimited(method, _retry_after(exc.response.headers)) from None
             raise UpstreamError(f"Slack {method}: {error}", retryable=status >= 500 or status == 429) from None
         except (SlackClientError, OSError) as exc:
             raise UpstreamError(f"Slack {method}: {exc.__class__.__name__}") from None
+
+
+def _retry_after(headers) -> float:
+    value = {k.lower(): v for k, v in (headers or {}).items()}.get("retry-after")
+    value = value[0] if isinstance(value, list) else value
+    try:
+        return max(float(value), 1.0)
+    except (TypeError, ValueError):
+        return 5.0

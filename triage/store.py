@@ -53,6 +53,8 @@ class Story:
     slack_channel: str | None = None
     slack_ts: str | None = None
     flaky_nodes: list[str] = field(default_factory=list)
+    incident: str | None = None  # told as part of a storm's incident message (triage.storm)
+    repeat_of: int | None = None  # told as a reply under this earlier run's alert (same failure again)
 
 
 class Store:

@@ -27,15 +27,14 @@ from triage.models import (
     TERMINAL_STATES,
     Decision,
     Evidence,
-    evidence_from_dict,
     evidence_to_dict,
 )
 from triage.paradime import AmbiguousMutation
-from triage.slack import Posted
+from triage.routing import mentions_for
 from triage.store import ChainLink, Story
-from triage.summary import SlackMessage, run_link, simple_message, triage_message, verdict_line
+from triage.summary import run_link, simple_message, verdict_line
 from triage.webhook import STARTED, WebhookEvent
-from workers import context
+from workers import context, notify
 from workers.context import Context
 
 log = logging.getLogger("workers.jobs")
@@ -182,20 +181,11 @@ def _act(ctx: Context, triage_id: str, ev: WebhookEvent, run_id: int, link: Chai
 
     if retrying:
         _schedule_retry(ctx, triage_id, run_id, link, decision, story.schedule_name, tlog)
-
-    message = triage_message(story.schedule_name, evidence, decision, link.attempt, branch=story.branch)
     if link.attempt == 0:
-        posted = _post_once(ctx, f"slack:{run_id}:summary", triage_id, message)
-        if posted and posted.ts:
-            with ctx.store.story_lock(link.origin):
-                story = ctx.store.story(link.origin)
-                story.slack_channel, story.slack_ts = posted.channel, posted.ts
-                ctx.store.save_story(story)
-        return
-    # A retry run failed again: the story goes on under the first message.
-    _post_once(ctx, f"slack:{run_id}:summary", triage_id, message, story=story)
-    status, sentence = verdict_line(decision, link.attempt)
-    _update_parent(ctx, story, (status, sentence))
+        notify.first_message(ctx, story, evidence, decision)
+    else:  # a retry run failed again: the story goes on under its first message
+        status = verdict_line(decision, link.attempt, evidence=evidence)
+        notify.later_message(ctx, story, run_id, link, evidence, decision, status)
 
 
 def _schedule_retry(ctx: Context, triage_id: str, run_id: int, link: ChainLink, decision: Decision,
@@ -241,45 +231,13 @@ def _recovered(ctx: Context, run_id: int, link: ChainLink, tlog) -> dict[str, An
         what = ", ".join(f"`{c}`" for c in commands) or "the failed commands"
         sentence = f"Recovered on retry {link.attempt} — {what} failed transiently"
     tlog.info("run %s succeeded: chain %s recovered", run_id, link.origin)
-    body = f"Run {run_id} (retry {link.attempt} of run {link.origin}) succeeded. {sentence}."
-    _post_once(ctx, f"slack:{run_id}:recovered", str(run_id),
-               simple_message("recovered", f"{story.schedule_name or 'Bolt run'} recovered", body), story=story)
-    _update_parent(ctx, story, ("recovered", sentence))
+    if not story.incident:
+        body = f"Run {run_link(run_id)} (retry {link.attempt} of run {link.origin}) succeeded. {sentence}."
+        notify.note(ctx, f"slack:{run_id}:recovered",
+                    simple_message("recovered", f"{story.schedule_name or 'Bolt run'} recovered", body), story=story)
+    notify.refresh(ctx, story, ("recovered", sentence))
     return {"status": "recovered", "run_id": run_id, "origin": link.origin, "attempt": link.attempt,
             "flaky_nodes": nodes}
-
-
-# --- Slack, once ---------------------------------------------------------------------------------
-
-
-def _post_once(ctx: Context, key: str, owner: str, message: SlackMessage, story: Story | None = None) -> Posted | None:
-    """Post unless this key was already posted; a post interrupted by a crash of the same owner is redone.
-
-    With a story that has a Slack thread (bot-token mode), the message is a reply in that thread.
-    """
-    if not ctx.store.claim(key, f"pending:{owner}") and ctx.store.get(key) != f"pending:{owner}":
-        return None
-    thread_ts = story.slack_ts if story and ctx.slack.threads else None
-    channel = story.slack_channel if story and story.slack_channel and thread_ts else None
-    try:
-        posted = ctx.slack.post(message, thread_ts=thread_ts, channel=channel)
-    except Exception:
-        ctx.store.delete(key)
-        raise
-    ctx.store.put(key, json.dumps({"channel": posted.channel, "ts": posted.ts}))
-    return posted
-
-
-def _update_parent(ctx: Context, story: Story, status: tuple[str, str]) -> None:
-    """Bring the first message of the story to its current state (bot-token mode only)."""
-    if not (ctx.slack.threads and story.slack_ts and story.slack_channel):
-        return
-    raw = ctx.store.get(f"evidence:{story.origin}")
-    if not raw:
-        return
-    evidence = evidence_from_dict(json.loads(raw))
-    message = triage_message(story.schedule_name, evidence, None, 0, branch=story.branch, status_override=status)
-    ctx.slack.update(story.slack_channel, story.slack_ts, message)
 
 
 def _give_up(ctx: Context, triage_id: str, ev: WebhookEvent, reason: str, tlog) -> None:
@@ -291,11 +249,15 @@ def _give_up(ctx: Context, triage_id: str, ev: WebhookEvent, reason: str, tlog) 
         what = "the run of command " + ", ".join(str(c.id) for c in ev.commands)
     if ev.schedule_name:
         what += f" of {ev.schedule_name}"
+    message = simple_message("error", f"Could not triage {what}", reason)
+    mentions = mentions_for(ctx.settings.slack, "error", [])
+    if mentions:
+        message.text += " cc " + " ".join(mentions)
+        message.blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": "cc " + " ".join(mentions)}]})
     try:
-        _post_once(ctx, f"slack:{triage_id}:could-not-triage", triage_id,
-                   simple_message("error", f"Could not triage {what}", reason))
-    except Exception as exc:  # Slack down too: the log and the failed registry still tell
-        tlog.error("could not tell Slack either: %s", exc)
+        notify.note(ctx, f"slack:{triage_id}:could-not-triage", message)
+    except Exception as exc:  # Redis gone too: the log and the failed registry still tell
+        tlog.error("could not queue the Slack note: %s", exc)
 
 
 # --- retry -------------------------------------------------------------------------------------
@@ -349,12 +311,9 @@ def perform_retry(triage_id: str, run_id: int, origin: int, attempt: int, action
         ctx.store.save_story(story)
     verb = "triggered the schedule again" if action == "trigger" else "retried"
     tlog.info("%s run %s: new run %s (retry %d of chain %s)", verb, run_id, new_run, attempt, origin)
-    if ctx.slack.threads and story.slack_ts:
+    if ctx.slack.threads and not story.incident:
         note = simple_message("info", f"Retry {attempt} started", f"{verb.capitalize()}: new {run_link(new_run)}.")
-        try:
-            _post_once(ctx, f"slack:{run_id}:retry-started", triage_id, note, story=story)
-        except UpstreamError as exc:  # the retry is done and recorded; a missing thread note is not worth a rerun
-            tlog.warning("could not post the retry note: %s", exc)
+        notify.note(ctx, f"slack:{run_id}:retry-started", note, story=story)
     return {"status": "issued", "new_run_id": new_run, "attempt": attempt}
 
 
@@ -364,10 +323,6 @@ def _conclude(ctx: Context, story: Story, status: str, sentence: str, tlog) -> N
         story = ctx.store.story(story.origin)
         story.status = status
         ctx.store.save_story(story)
-    try:
-        _post_once(ctx, f"slack:{story.origin}:conclusion:{status}", str(story.origin),
-                   simple_message("error", f"{story.schedule_name or 'Bolt run'}: retry not done", sentence),
-                   story=story)
-        _update_parent(ctx, story, ("gave_up" if status == "gave_up" else "unknown", sentence))
-    except UpstreamError as exc:
-        tlog.error("could not tell Slack: %s", exc)
+    notify.note(ctx, f"slack:{story.origin}:conclusion:{status}",
+                simple_message("error", f"{story.schedule_name or 'Bolt run'}: retry not done", sentence), story=story)
+    notify.refresh(ctx, story, ("gave_up" if status == "gave_up" else "unknown", sentence))

@@ -15,6 +15,7 @@ import sys
 from rq import Worker
 from rq.serializers import JSONSerializer
 
+from triage import broker
 from triage.config import load_settings
 from triage.errors import ConfigError
 from workers import context
@@ -33,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bolt-triage worker: configuration error: {exc}", file=sys.stderr)
         return 2
     context.current.cache_clear()
-    worker = Worker([ctx.queue], connection=ctx.store.redis, serializer=JSONSerializer, name=args.name)
+    queues = [ctx.queue, broker.queue(ctx.store.redis, broker.SLACK_QUEUE)]  # triage first, then Slack
+    worker = Worker(queues, connection=ctx.store.redis, serializer=JSONSerializer, name=args.name)
     worker.work(burst=args.burst, with_scheduler=True, logging_level=args.log_level)
     return 0
 
