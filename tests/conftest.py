@@ -15,6 +15,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from redis import Redis
 from rq import SimpleWorker
 from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
+from standardwebhooks.webhooks import Webhook
 from werkzeug.serving import make_server
 
 from triage import broker
@@ -35,6 +37,18 @@ from workers import context
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO.parent / "shared" / "samples"
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"bolt-triage-test-secret-0123456789").decode()
+
+
+def signed_headers(secret: str, raw: bytes, msg_id: str | None = None) -> dict[str, str]:
+    """Standard Webhooks headers for ``raw``, as a signing sender would send them."""
+    msg_id = msg_id or f"msg_{time.time_ns()}"
+    now = datetime.now(timezone.utc)
+    return {
+        "Content-Type": "application/json",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": Webhook(secret).sign(msg_id, now, raw.decode()),
+    }
 
 
 def free_port() -> int:

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-from datetime import datetime, timezone
 
 import pytest
 import requests
 from flask import Flask
-from standardwebhooks.webhooks import Webhook
 from werkzeug.serving import make_server
 
-from tests.conftest import WEBHOOK_SECRET, free_port
+from tests.conftest import WEBHOOK_SECRET, free_port, signed_headers
 from triage.app import create_app
 from triage.config import load_settings
 from triage.sim.paradime import SimCommand
@@ -28,17 +25,6 @@ BODY = {
     "schedule_name": "daily",
     "run_id": 555,
 }
-
-
-def signed_headers(secret: str, raw: bytes, msg_id: str | None = None) -> dict[str, str]:
-    msg_id = msg_id or f"msg_{time.time_ns()}"
-    now = datetime.now(timezone.utc)
-    return {
-        "Content-Type": "application/json",
-        "webhook-id": msg_id,
-        "webhook-timestamp": str(int(now.timestamp())),
-        "webhook-signature": Webhook(secret).sign(msg_id, now, raw.decode()),
-    }
 
 
 def post(service, body, *, raw: bytes | None = None, headers: dict | None = None, path: str = ""):

@@ -4,12 +4,20 @@ Paradime simulator → decision → retry → Slack simulator."""
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
-from rq.registry import FailedJobRegistry
+import requests
+import yaml
+from rq import SimpleWorker
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry
+from rq.serializers import JSONSerializer
 
+from tests.conftest import WEBHOOK_SECRET, signed_headers
 from triage.sim.paradime import SimCommand, make_run_results
+from workers import context
 
 LOCK = ("000625 (57014): Statement '01b2c3d4-0000-1234-0000-00000000abcd' has been aborted because the "
         "number of waiters for this lock exceeds the 20 statements limit.")
@@ -199,10 +207,6 @@ def test_a_running_run_is_checked_again_until_it_ends(service, paradime):
     run_id = paradime.add_run("daily_orders", [ok("git clone"), ok("dbt deps"), dbt_run(MISSING)], state="RUNNING")
     body = paradime.webhook_payload(run_id)
     body["event_type"] = "bolt.run.completed"  # a sender that says completed too early
-    import requests
-
-    from tests.conftest import WEBHOOK_SECRET
-    from tests.test_intake import signed_headers
     raw = json.dumps(body).encode()
     requests.post(service.webhook_url, data=raw, headers=signed_headers(WEBHOOK_SECRET, raw), timeout=5)
     service.drain(until=lambda: len(paradime.calls_of("boltRunStatus")) >= 2, idle=False)
@@ -247,13 +251,8 @@ def test_a_mutation_with_no_clear_answer_is_not_sent_again(service, paradime, sl
     assert any("no clear answer" in m.text for m in slack.messages)
 
 
-def test_backoff_uses_the_rq_scheduler(service, paradime, policy, redis):
-    import yaml
-    from rq.registry import ScheduledJobRegistry
-
-    from triage import broker
-    from workers import context
-    path = service_config_path()
+def test_backoff_uses_the_rq_scheduler(service, paradime, redis):
+    path = Path(os.environ["TRIAGE_CONFIG"])
     doc = yaml.safe_load(path.read_text())
     doc["retry"]["backoff_seconds"] = [600]
     path.write_text(yaml.safe_dump(doc))
@@ -261,22 +260,13 @@ def test_backoff_uses_the_rq_scheduler(service, paradime, policy, redis):
 
     run_id = failed_run(paradime, dbt_run(LOCK))
     paradime.deliver(run_id)
-    from rq import SimpleWorker
-    from rq.serializers import JSONSerializer
-    queue = broker.queue(redis)
-    SimpleWorker([queue], connection=redis, serializer=JSONSerializer).work(burst=True, logging_level="WARNING")
-    scheduled = ScheduledJobRegistry(queue=queue)
+    SimpleWorker([service.queue], connection=redis, serializer=JSONSerializer).work(burst=True,
+                                                                                   logging_level="WARNING")
+    scheduled = ScheduledJobRegistry(queue=service.queue)
     assert scheduled.get_job_ids() == [f"retry-{run_id}"]
     when = scheduled.get_scheduled_time(f"retry-{run_id}")
     assert 590 < (when - datetime.now(timezone.utc)).total_seconds() <= 600
     assert paradime.calls_of("retryBoltRun") == []
-
-
-def service_config_path():
-    import os
-    from pathlib import Path
-
-    return Path(os.environ["TRIAGE_CONFIG"])
 
 
 def _triage_of(service, run_id: int) -> dict | None:

@@ -192,7 +192,6 @@ def _schedule_retry(ctx: Context, triage_id: str, run_id: int, link: ChainLink, 
                     schedule_name: str | None, tlog) -> None:
     """Enqueue ``perform_retry`` once per run (a fixed job id; the mutation itself is guarded too)."""
     job_id = f"retry-{run_id}"
-    ctx.store.claim(f"retry-scheduled:{run_id}", triage_id)
     if ctx.store.get(f"retry:{run_id}") or Job.exists(job_id, connection=ctx.store.redis):
         tlog.info("retry of run %s already scheduled or issued", run_id)
         return
