@@ -119,6 +119,7 @@ def policy(tmp_path: Path) -> dict:
                            max_attempts=3)
     doc["classification"]["rules_files"] = [str(REPO / "config" / "rules.yaml")]
     doc["slack"]["per_channel_interval_seconds"] = 0.01  # pacing has its own test
+    doc["slack"]["storm"]["hold_seconds"] = 0  # storms have their own test
     return doc
 
 

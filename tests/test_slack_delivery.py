@@ -69,17 +69,18 @@ def test_owners_are_mentioned_only_when_a_human_is_needed(service, paradime, sla
 
 
 def test_a_storm_becomes_one_incident_message_updated_as_runs_recover(service, paradime, slack):
+    set_policy(storm={"window_seconds": 900, "min_schedules": 3, "hold_seconds": 2})
     runs = [failed_run(paradime, dbt_run(OUTAGE, nodes=[(f"model.x.m{i}", "error", OUTAGE)]), schedule=f"s{i}")
             for i in range(4)]
     for run_id in runs:
         paradime.deliver(run_id)
     service.drain(until=lambda: all(story(service, r).get("status") == "recovered" for r in runs))
     top = slack.top_level()
-    incidents = [m for m in top if m.text.startswith(":rotating_light:")]
-    assert len(incidents) == 1, texts(top)
-    # The first two schedules were alerted on their own; from the third on, the incident tells the story.
-    assert len(top) == 3
-    incident = incidents[0]
+    # The first alerts were held (nobody needs to act on a retry) and folded into the incident.
+    assert len(top) == 1, texts(top)
+    incident = top[0]
+    assert incident.text.startswith(":rotating_light:")
+    assert slack.replies(incident.ts) == [], "no per-run chatter under the incident"
     assert all(f"run_id/{r}" in json.dumps(incident.blocks) for r in runs)
     assert incident.history, "updated as runs recover"
     assert "4 recovered" in incident.text or "4 recovered" in json.dumps(incident.blocks)
@@ -136,3 +137,12 @@ def test_recovery_before_the_first_post_still_ends_right(service, paradime, slac
     paradime.deliver(run_id)
     service.drain(until=lambda: story(service, run_id).get("status") == "recovered"
                   and bool(slack.top_level()) and "Recovered" in slack.top_level()[0].text, timeout=30)
+
+
+def test_without_a_storm_a_held_alert_still_goes_out(service, paradime, slack):
+    set_policy(storm={"window_seconds": 900, "min_schedules": 3, "hold_seconds": 1})
+    run_id = failed_run(paradime, dbt_run(LOCK))
+    paradime.deliver(run_id)
+    service.drain(until=lambda: story(service, run_id).get("status") == "recovered" and len(slack.top_level()) == 1)
+    [parent] = slack.top_level()
+    assert "Recovered on retry 1" in parent.text

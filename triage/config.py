@@ -89,6 +89,7 @@ class SlackSettings:
     mention_when: str = "needs_human"  # needs_human | always | never
     storm_window_seconds: int = 900
     storm_min_schedules: int = 3  # 0 disables incident grouping
+    storm_hold_seconds: int = 60  # a "retrying" alert waits this long, in case a storm folds it into an incident
     repeat_interval_seconds: int = 21_600  # 0 disables repeat suppression
     per_channel_interval_seconds: float = 1.0
 
@@ -254,8 +255,8 @@ def load_settings(environ: Mapping[str, str] | None = None, path: str | Path | N
     if mention_when not in ("needs_human", "always", "never"):
         raise ConfigError(f"slack.mention_when: {mention_when!r} is not one of needs_human, always, never")
     storm = s.get("storm") or {}
-    if not isinstance(storm, Mapping) or set(storm) - {"window_seconds", "min_schedules"}:
-        raise ConfigError("slack.storm: expected a mapping with window_seconds and min_schedules")
+    if not isinstance(storm, Mapping) or set(storm) - {"window_seconds", "min_schedules", "hold_seconds"}:
+        raise ConfigError("slack.storm: expected a mapping with window_seconds, min_schedules, hold_seconds")
     fallback = s.get("fallback_mentions") or []
     if not isinstance(fallback, list) or not all(isinstance(m, str) for m in fallback):
         raise ConfigError(f"slack.fallback_mentions: expected a list of Slack ids, got {fallback!r}")
@@ -270,6 +271,7 @@ def load_settings(environ: Mapping[str, str] | None = None, path: str | Path | N
         mention_when=mention_when,
         storm_window_seconds=_int(storm, "window_seconds", "slack.storm", 900, minimum=1),
         storm_min_schedules=_int(storm, "min_schedules", "slack.storm", 3),
+        storm_hold_seconds=_int(storm, "hold_seconds", "slack.storm", 60),
         repeat_interval_seconds=_int(s, "repeat_interval_seconds", "slack", 21_600),
         per_channel_interval_seconds=_number(s, "per_channel_interval_seconds", "slack", 1.0),
     )

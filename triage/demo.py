@@ -163,6 +163,7 @@ def run_demo(workers: int = 2, verbose: bool = False) -> int:
         policy["retry"]["backoff_seconds"] = [2, 3]  # short, so the demo ends quickly; uses RQ's scheduler
         policy["paradime"]["recheck_seconds"] = [1, 2, 3]
         policy["slack"]["per_channel_interval_seconds"] = 0.3  # the simulator has no 1/s limit; keep it short
+        policy["slack"]["storm"]["hold_seconds"] = 2  # long enough for the outage's three runs to fold together
         policy["classification"]["rules_files"] = [str(REPO / "config" / "rules.yaml")]
         config_path = workdir / "triage.yaml"
         config_path.write_text(yaml.safe_dump(policy))

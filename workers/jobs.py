@@ -230,10 +230,10 @@ def _recovered(ctx: Context, run_id: int, link: ChainLink, tlog) -> dict[str, An
         what = ", ".join(f"`{c}`" for c in commands) or "the failed commands"
         sentence = f"Recovered on retry {link.attempt} — {what} failed transiently"
     tlog.info("run %s succeeded: chain %s recovered", run_id, link.origin)
-    if not story.incident:
-        body = f"Run {run_link(run_id)} (retry {link.attempt} of run {link.origin}) succeeded. {sentence}."
-        notify.note(ctx, f"slack:{run_id}:recovered",
-                    simple_message("recovered", f"{story.schedule_name or 'Bolt run'} recovered", body), story=story)
+    body = f"Run {run_link(run_id)} (retry {link.attempt} of run {link.origin}) succeeded. {sentence}."
+    notify.note(ctx, f"slack:{run_id}:recovered",
+                simple_message("recovered", f"{story.schedule_name or 'Bolt run'} recovered", body), story=story,
+                quiet_in_incident=True)
     notify.refresh(ctx, story, ("recovered", sentence))
     return {"status": "recovered", "run_id": run_id, "origin": link.origin, "attempt": link.attempt,
             "flaky_nodes": nodes}
@@ -310,9 +310,9 @@ def perform_retry(triage_id: str, run_id: int, origin: int, attempt: int, action
         ctx.store.save_story(story)
     verb = "triggered the schedule again" if action == "trigger" else "retried"
     tlog.info("%s run %s: new run %s (retry %d of chain %s)", verb, run_id, new_run, attempt, origin)
-    if ctx.slack.threads and not story.incident:
+    if ctx.slack.threads:
         note = simple_message("info", f"Retry {attempt} started", f"{verb.capitalize()}: new {run_link(new_run)}.")
-        notify.note(ctx, f"slack:{run_id}:retry-started", note, story=story)
+        notify.note(ctx, f"slack:{run_id}:retry-started", note, story=story, quiet_in_incident=True)
     return {"status": "issued", "new_run_id": new_run, "attempt": attempt}
 
 

@@ -60,14 +60,16 @@ def first_message(ctx: Context, story: Story, evidence: Evidence, decision: Deci
         category = Counter(f.classification.category for f in evidence.failures).most_common(1)[0][0]
         incident = _storms(ctx).join(channel or "webhook", category, evidence.adapter, story.schedule_name, origin)
         if incident:
-            _save_story(ctx, origin, incident=incident.key)
+            for _, member in incident.members:  # held alerts of earlier runs fold into the incident
+                _save_story(ctx, member, incident=incident.key)
             refresh_incident(ctx, incident.key)
             return
     message = triage_message(story.schedule_name, evidence, decision, 0, branch=story.branch,
                              mentions=mentions_for(slack, story.status, evidence.failures))
     ctx.store.put(f"parent:{origin}", json.dumps(_msg(message)))
+    hold = slack.storm_hold_seconds if story.status == "retrying" and slack.storm_min_schedules else 0
     _enqueue(ctx, {"kind": "post", "key": f"slack:{origin}:summary", "channel": channel, "parent": origin,
-                   **_msg(message)})
+                   **_msg(message)}, delay=hold)
 
 
 def later_message(ctx: Context, story: Story, run_id: int, link: ChainLink, evidence: Evidence,
@@ -85,9 +87,11 @@ def later_message(ctx: Context, story: Story, run_id: int, link: ChainLink, evid
     refresh(ctx, story, status, mentions_from=evidence if needs_human else None)
 
 
-def note(ctx: Context, key: str, message: SlackMessage, story: Story | None = None) -> None:
-    """A short message: in the story's thread when it has one, else on its own."""
-    op = {"kind": "post", "key": key, **_msg(message)}
+def note(ctx: Context, key: str, message: SlackMessage, story: Story | None = None,
+         quiet_in_incident: bool = False) -> None:
+    """A short message: in the story's thread when it has one, else on its own. ``quiet_in_incident``:
+    not worth saying for a run whose story is told by an incident message."""
+    op = {"kind": "post", "key": key, "quiet_in_incident": quiet_in_incident, **_msg(message)}
     if story is not None:
         op.update(reply_to=story.origin, channel=story.slack_channel)
     _enqueue(ctx, op)
@@ -97,7 +101,8 @@ def refresh(ctx: Context, story: Story, status: tuple[str, str], mentions_from: 
     """Re-render the story's first message (or its incident) in its new state."""
     if story.incident:
         refresh_incident(ctx, story.incident)
-        return
+        if not story.slack_ts:  # its own alert was folded into the incident: nothing else to update
+            return
     if not ctx.slack.threads or story.repeat_of is not None:
         return
     raw = ctx.store.get(f"evidence:{story.origin}")
@@ -135,8 +140,13 @@ def deliver(op: dict[str, Any], tries: int = 0) -> dict[str, Any]:
 def _post(ctx: Context, op: dict[str, Any], tries: int) -> dict[str, Any]:
     key = op["key"]
     state = ctx.store.get(key)
-    if state and not state.startswith(("pending", "failed")):
+    if state and not state.startswith(("pending", "failed")):  # posted, or folded into an incident
         return {"status": "already", "key": key}
+    story_of = op.get("parent") if op.get("parent") is not None else op.get("reply_to")
+    if story_of is not None and (op.get("parent") is not None or op.get("quiet_in_incident")) \
+            and ctx.store.story(story_of).incident:
+        ctx.store.put(key, "folded")  # the incident message tells this run's story
+        return {"status": "folded into incident", "key": key}
     thread_ts, channel = None, op.get("channel")
     if op.get("reply_to") is not None and ctx.slack.threads:
         parent = ctx.store.story(op["reply_to"])
@@ -214,7 +224,7 @@ def _parent_pending(ctx: Context, origin: int) -> bool:
     then replies go out on their own rather than wait for a message that may never exist."""
     if ctx.store.get(f"parent:{origin}") is None or ctx.store.story(origin).repeat_of is not None:
         return False
-    return ctx.store.get(f"slack:{origin}:summary") != "failed"
+    return ctx.store.get(f"slack:{origin}:summary") not in ("failed", "folded")
 
 
 def _later(ctx: Context, op: dict[str, Any], tries: int, delay: float, why: str) -> dict[str, Any]:
