@@ -99,6 +99,7 @@ def note(ctx: Context, key: str, message: SlackMessage, story: Story | None = No
 
 def refresh(ctx: Context, story: Story, status: tuple[str, str], mentions_from: Evidence | None = None) -> None:
     """Re-render the story's first message (or its incident) in its new state."""
+    story = ctx.store.story(story.origin)  # the caller's copy may predate the first message's post
     if story.incident:
         refresh_incident(ctx, story.incident)
         if not story.slack_ts:  # its own alert was folded into the incident: nothing else to update
