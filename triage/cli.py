@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--rules", action="append", metavar="FILE", help=rules_help)
     sp.add_argument("--adapter", help="the warehouse adapter, when the files do not tell")
     sp.add_argument("--schedule", help="schedule name shown in the header (default: Bolt run)")
+    sp.add_argument("--run-id", type=int, help="Bolt run id to link to (default: no link)")
 
     ev = sub.add_parser("eval", help="score the classifier on a labelled corpus (JSON Lines)")
     ev.add_argument("corpus", metavar="CORPUS.jsonl")
@@ -80,7 +81,8 @@ def _slack_preview(args) -> int:
     from triage.summary import preview
 
     try:
-        message = preview(args.paths, _rules(args.rules), schedule=args.schedule, adapter=args.adapter)
+        message = preview(args.paths, _rules(args.rules), schedule=args.schedule, adapter=args.adapter,
+                          run_id=args.run_id)
     except (ArtifactError, ConfigError) as exc:
         print(f"triage slack-preview: {exc}", file=sys.stderr)
         return 2

@@ -345,7 +345,7 @@ def _category_section(category: str, failures: list[Failure]) -> str:
 
 def _run_facts(evidence: Evidence, attempt_of_run: int, origin: int | None, branch: str | None,
                commit: str | None) -> str:
-    facts = [run_link(evidence.run_id)]
+    facts = [run_link(evidence.run_id) if evidence.run_id else "preview (no run id)"]
     if attempt_of_run:
         facts.append(f"retry {attempt_of_run} of {run_link(origin)}" if origin is not None
                      else f"retry {attempt_of_run}")
@@ -424,7 +424,8 @@ def triage_message(schedule: str | None, evidence: Evidence, decision: Decision 
     if extras:
         blocks.append(_context(" · ".join(extras)))
 
-    text = _one_line(f"{emoji} {name} — run {evidence.run_id}: {sentence}", MAX_TEXT - len(cc) - 1)
+    run = f" — run {evidence.run_id}" if evidence.run_id else ""
+    text = _one_line(f"{emoji} {name}{run}: {sentence}", MAX_TEXT - len(cc) - 1)
     return _message(f"{text} {cc}" if cc else text, blocks)
 
 
@@ -489,7 +490,8 @@ def repeat_message(schedule: str | None, evidence: Evidence, decision: Decision,
 
 # --- offline preview -------------------------------------------------------------------------------
 
-def preview(paths: list[str], rules=None, *, schedule: str | None = None, adapter: str | None = None) -> SlackMessage:
+def preview(paths: list[str], rules=None, *, schedule: str | None = None, adapter: str | None = None,
+            run_id: int | None = None) -> SlackMessage:
     """The first alert the service would post for these files (run_results.json, optional dbt log and
     manifest.json), so a user can see it in Block Kit Builder before wiring anything.
 
@@ -509,4 +511,5 @@ def preview(paths: list[str], rules=None, *, schedule: str | None = None, adapte
     evidence.failures = [f if f.owner or not owners.get(f.node or "") else replace(f, owner=owners[f.node])
                          for f in evidence.failures]
     evidence.notes.extend(notes)
+    evidence.run_id = run_id or 0  # 0: no run to link to (the context line says "preview")
     return triage_message(schedule, evidence, report.decision, 0)
