@@ -118,14 +118,14 @@ def test_messages_are_paced_per_channel(service, paradime, slack):
 
 
 def test_a_rate_limited_slack_does_not_hold_up_triage(service, paradime, slack):
-    slack.fail_next(times=3, status=429, retry_after=2)
+    slack.fail_next(times=3, status=429, retry_after=5)  # sleeping on it would take 15 s
     run_id = failed_run(paradime, dbt_run(LOCK))
     paradime.deliver(run_id)
     started = time.time()
     service.drain(until=lambda: len(paradime.calls_of("retryBoltRun")) == 1, idle=False)
-    assert time.time() - started < 1.5, "the retry went out while Slack deliveries waited"
+    assert time.time() - started < 4, "the retry went out while Slack deliveries waited"
     service.drain(until=lambda: story(service, run_id).get("status") == "recovered"
-                  and len(slack.top_level()) == 1, timeout=30)
+                  and len(slack.top_level()) == 1, timeout=40)
     [parent] = slack.top_level()
     assert "Recovered on retry 1" in parent.text
 

@@ -62,12 +62,25 @@ class Pacer:
 
     def __init__(self, redis, interval: float):
         self.interval_ms = max(int(interval * 1000), 1)
+        self._redis = redis
         self._script = redis.register_script(PACE_SCRIPT)
 
     def reserve(self, channel: str) -> float:
         """Reserve the channel's next slot; seconds until it (0: send now)."""
         now_ms = int(time.time() * 1000)
         return int(self._script(keys=[f"bt:slack-pace:{channel}"], args=[now_ms, self.interval_ms])) / 1000
+
+    def settle(self, channel: str) -> None:
+        """Slots are reserved ahead of time, but a send can take a while: sleep out what is left of
+        the interval since the channel's last completed send (at most one interval)."""
+        last = self._redis.get(f"bt:slack-sent:{channel}")
+        if last is not None:
+            rest = self.interval_ms / 1000 - (time.time() - float(last))
+            if rest > 0:
+                time.sleep(min(rest, self.interval_ms / 1000))
+
+    def sent(self, channel: str) -> None:
+        self._redis.set(f"bt:slack-sent:{channel}", repr(time.time()), px=self.interval_ms * 10)
 
 
 @dataclass(frozen=True)

@@ -170,6 +170,7 @@ def _post(ctx: Context, op: dict[str, Any], tries: int) -> dict[str, Any]:
     except Exception:
         ctx.store.put(key, "failed")  # RQ tries again (Retry); meanwhile replies stop waiting for it
         raise
+    _pacer(ctx).sent(channel)
     ctx.store.put(key, json.dumps({"channel": posted.channel, "ts": posted.ts}))
     if op.get("parent") is not None and posted.ts:
         with ctx.store.story_lock(op["parent"]):
@@ -193,6 +194,7 @@ def _update(ctx: Context, op: dict[str, Any], tries: int) -> dict[str, Any]:
     latest = json.loads(ctx.store.get(f"parent:{story.origin}") or "null")
     if latest:
         ctx.slack.update(story.slack_channel, story.slack_ts, SlackMessage(latest["text"], latest["blocks"]))
+        _pacer(ctx).sent(story.slack_channel)
     return {"status": "updated", "origin": story.origin}
 
 
@@ -208,7 +210,14 @@ def _incident(ctx: Context, op: dict[str, Any], tries: int) -> dict[str, Any]:
         if not ctx.store.claim(f"{incident.key}:post", "pending"):
             return _later(ctx, op, tries, 1, "incident message being posted")
         channel = None if incident.channel == "webhook" else incident.channel
+        if channel:
+            wait = _slot(ctx, op, channel)
+            if wait > 0:
+                ctx.store.delete(f"{incident.key}:post")
+                return _later(ctx, op, tries, wait, "channel busy")
         posted = ctx.slack.post(message, channel=channel)
+        if channel:
+            _pacer(ctx).sent(channel)
         ctx.store.put(f"{incident.key}:posted", json.dumps({"channel": posted.channel, "ts": posted.ts}))
         return {"status": "posted", "incident": incident.key}
     posted = json.loads(where)
@@ -217,6 +226,7 @@ def _incident(ctx: Context, op: dict[str, Any], tries: int) -> dict[str, Any]:
         if wait > 0:
             return _later(ctx, op, tries, wait, "channel busy")
         ctx.slack.update(posted["channel"], posted["ts"], message)
+        _pacer(ctx).sent(posted["channel"])
     return {"status": "updated", "incident": incident.key}
 
 
@@ -255,22 +265,27 @@ def _msg(message: SlackMessage) -> dict[str, Any]:
 
 
 def _slot(ctx: Context, op: dict[str, Any], channel: str) -> float:
-    """Seconds to wait for this channel; 0 when it is this op's turn.
+    """Seconds to wait for this channel; 0 when it is this op's turn (and then it may send at once).
 
     An op told to wait keeps its reserved slot (``slot_at``) when it is rescheduled. RQ schedules in
     whole seconds, so it may run a little early: it then sleeps out the rest (under a quarter second)
     or goes back to wait, still owning its slot."""
+    pacer = _pacer(ctx)
     slot_at = op.get("slot_at")
     if slot_at is None:
-        slot_at = time.time() + Pacer(ctx.store.redis, ctx.settings.slack.per_channel_interval_seconds).reserve(channel)
+        slot_at = time.time() + pacer.reserve(channel)
     wait = slot_at - time.time()
-    if wait <= 0:
-        return 0
-    if wait < 0.25:
+    if wait >= 0.25:
+        op["slot_at"] = slot_at
+        return wait
+    if wait > 0:
         time.sleep(wait)
-        return 0
-    op["slot_at"] = slot_at
-    return wait
+    pacer.settle(channel)
+    return 0
+
+
+def _pacer(ctx: Context) -> Pacer:
+    return Pacer(ctx.store.redis, ctx.settings.slack.per_channel_interval_seconds)
 
 
 def _storms(ctx: Context) -> Storms:
