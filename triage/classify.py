@@ -193,19 +193,11 @@ def classify_node(
     """
     state = (status or "").strip().lower()
     kind = (resource_type or "").strip().lower() or None
-    if state == "warn":
+    if state == "warn" or (state == "fail" and (kind is None or kind in TEST_RESOURCE_TYPES)):
         return Classification(
             verdict="deterministic",
             category="data_test",
-            rule="dbt_test_warning",
-            excerpt=_first_line(message or ""),
-            source=source,
-        )
-    if state == "fail" and (kind is None or kind in TEST_RESOURCE_TYPES):
-        return Classification(
-            verdict="deterministic",
-            category="data_test",
-            rule="dbt_test_failure",
+            rule="dbt_test_warning" if state == "warn" else "dbt_test_failure",
             excerpt=_first_line(message or ""),
             source=source,
         )

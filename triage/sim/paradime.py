@@ -41,6 +41,7 @@ from standardwebhooks.webhooks import Webhook
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from triage.models import FAILED_STATUSES, INFRA_COMMAND_PREFIXES, TERMINAL_STATES
+from triage.sim import serve_until_interrupted
 
 log = logging.getLogger(__name__)
 
@@ -1157,13 +1158,7 @@ def main(argv: list[str] | None = None) -> None:
     sim = ParadimeSimulator(args.api_key, args.api_secret, args.host, args.port, args.webhook_target,
                             args.webhook_secret, run_duration=args.run_duration).start()
     print(f"Paradime simulator at {sim.base_url} (GraphQL: {sim.graphql_url})", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        sim.stop()
+    serve_until_interrupted(sim)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
+from triage.sim import serve_until_interrupted
+
 TEAM_ID = "T000SIM"
 BOT_USER_ID = "U000SIM"
 BOT_ID = "B000SIM"
@@ -534,13 +536,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  api_url:     {sim.api_url}  (token {sim.token})", flush=True)
     print(f"  webhook_url: {sim.webhook_url}", flush=True)
     print(f"  messages:    {sim.base_url}/_sim/messages", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        sim.stop()
+    serve_until_interrupted(sim)
 
 
 if __name__ == "__main__":
