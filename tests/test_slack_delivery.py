@@ -146,3 +146,14 @@ def test_without_a_storm_a_held_alert_still_goes_out(service, paradime, slack):
     service.drain(until=lambda: story(service, run_id).get("status") == "recovered" and len(slack.top_level()) == 1)
     [parent] = slack.top_level()
     assert "Recovered on retry 1" in parent.text
+
+
+def test_could_not_triage_pings_the_fallback_mentions(service, paradime, slack):
+    set_policy(fallback_mentions=["S0ONCALL1"])
+    run_id = failed_run(paradime, dbt_run(LOCK))
+    paradime.fail_next("boltRunStatus", times=100, kind="http_502")
+    paradime.deliver(run_id)
+    service.drain(timeout=30)
+    [note] = slack.top_level()
+    assert f"Could not triage run {run_id}" in note.text
+    assert "cc <!subteam^S0ONCALL1>" in note.text and "cc <!subteam^S0ONCALL1>" in json.dumps(note.blocks)

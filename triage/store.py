@@ -139,3 +139,12 @@ class Store:
 
     def save_story(self, story: Story) -> None:
         self.redis.set(f"{PREFIX}story:{story.origin}", json.dumps(asdict(story)), ex=RECORD_TTL)
+
+    def update_story(self, origin: int, **fields: Any) -> Story:
+        """Set some fields of a chain's story under its lock; the updated story is returned."""
+        with self.story_lock(origin):
+            story = self.story(origin)
+            for name, value in fields.items():
+                setattr(story, name, value)
+            self.save_story(story)
+        return story

@@ -429,11 +429,15 @@ def triage_message(schedule: str | None, evidence: Evidence, decision: Decision 
     return _message(f"{text} {cc}" if cc else text, blocks)
 
 
-def simple_message(status: str, title: str, body: str) -> SlackMessage:
-    """A short note: a thread reply (retry started, recovered) or "could not triage"."""
+def simple_message(status: str, title: str, body: str, *, mentions: Sequence[str] = ()) -> SlackMessage:
+    """A short note: a thread reply (retry started, recovered) or "could not triage" (with mentions)."""
     emoji = EMOJI.get(status, EMOJI["info"])
-    text = f"{emoji} {title}" + (f": {body}" if body else "")
-    return _message(text, [_section(f"{emoji} *{title}*\n{body}")])
+    cc = _cc(mentions)
+    text = f"{emoji} {title}" + (f": {body}" if body else "") + (f" {cc}" if cc else "")
+    blocks: list[Block] = [_section(f"{emoji} *{title}*\n{body}")]
+    if cc:
+        blocks.append(_context(cc))
+    return _message(text, blocks)
 
 
 # --- storm control and repeats ---------------------------------------------------------------------

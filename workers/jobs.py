@@ -219,10 +219,7 @@ def _recovered(ctx: Context, run_id: int, link: ChainLink, tlog) -> dict[str, An
     nodes, commands = _failed_in(ctx, previous)
     if link.via != "trigger":  # same code: the nodes that failed before now passed
         ctx.history.record_recovery(run_id, nodes)
-    with ctx.store.story_lock(link.origin):
-        story = ctx.store.story(link.origin)
-        story.status, story.flaky_nodes = "recovered", nodes
-        ctx.store.save_story(story)
+    story = ctx.store.update_story(link.origin, status="recovered", flaky_nodes=nodes)
     if nodes:
         more = f" and {len(nodes) - 10} more" if len(nodes) > 10 else ""
         sentence = f"Recovered on retry {link.attempt} — flaky: {', '.join(n.split('.')[-1] for n in nodes[:10])}{more}"
@@ -248,11 +245,8 @@ def _give_up(ctx: Context, triage_id: str, ev: WebhookEvent, reason: str, tlog) 
         what = "the run of command " + ", ".join(str(c.id) for c in ev.commands)
     if ev.schedule_name:
         what += f" of {ev.schedule_name}"
-    message = simple_message("error", f"Could not triage {what}", reason)
-    mentions = mentions_for(ctx.settings.slack, "error", [])
-    if mentions:
-        message.text += " cc " + " ".join(mentions)
-        message.blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": "cc " + " ".join(mentions)}]})
+    message = simple_message("error", f"Could not triage {what}", reason,
+                             mentions=mentions_for(ctx.settings.slack, "error", []))
     try:
         notify.note(ctx, f"slack:{triage_id}:could-not-triage", message)
     except Exception as exc:  # Redis gone too: the log and the failed registry still tell
@@ -318,10 +312,7 @@ def perform_retry(triage_id: str, run_id: int, origin: int, attempt: int, action
 
 def _conclude(ctx: Context, story: Story, status: str, sentence: str, tlog) -> None:
     tlog.warning(sentence)
-    with ctx.store.story_lock(story.origin):
-        story = ctx.store.story(story.origin)
-        story.status = status
-        ctx.store.save_story(story)
+    story = ctx.store.update_story(story.origin, status=status)
     notify.note(ctx, f"slack:{story.origin}:conclusion:{status}",
                 simple_message("error", f"{story.schedule_name or 'Bolt run'}: retry not done", sentence), story=story)
     notify.refresh(ctx, story, ("gave_up" if status == "gave_up" else "unknown", sentence))

@@ -51,7 +51,7 @@ def first_message(ctx: Context, story: Story, evidence: Evidence, decision: Deci
             story.schedule_name, failure_signature(evidence.failures), origin)
         if repeat:
             previous, count = repeat
-            _save_story(ctx, origin, repeat_of=previous)
+            ctx.store.update_story(origin, repeat_of=previous)
             _enqueue(ctx, {"kind": "post", "key": f"slack:{origin}:repeat", "reply_to": previous,
                            "channel": channel, **_msg(repeat_message(story.schedule_name, evidence, decision,
                                                                      previous, count))})
@@ -61,7 +61,7 @@ def first_message(ctx: Context, story: Story, evidence: Evidence, decision: Deci
         incident = _storms(ctx).join(channel or "webhook", category, evidence.adapter, story.schedule_name, origin)
         if incident:
             for _, member in incident.members:  # held alerts of earlier runs fold into the incident
-                _save_story(ctx, member, incident=incident.key)
+                ctx.store.update_story(member, incident=incident.key)
             refresh_incident(ctx, incident.key)
             return
     message = triage_message(story.schedule_name, evidence, decision, 0, branch=story.branch,
@@ -151,11 +151,12 @@ def _post(ctx: Context, op: dict[str, Any], tries: int) -> dict[str, Any]:
     thread_ts, channel = None, op.get("channel")
     if op.get("reply_to") is not None and ctx.slack.threads:
         parent = ctx.store.story(op["reply_to"])
-        incident = ctx.store.get(f"{parent.incident}:posted") if parent.incident else None
+        raw = ctx.store.get(f"{parent.incident}:posted") if parent.incident else None
+        incident = json.loads(raw) if raw else {}
         if parent.slack_ts:
             thread_ts, channel = parent.slack_ts, parent.slack_channel
-        elif incident and json.loads(incident)["ts"]:
-            thread_ts, channel = json.loads(incident)["ts"], json.loads(incident)["channel"]
+        elif incident.get("ts"):
+            thread_ts, channel = incident["ts"], incident["channel"]
         elif _parent_pending(ctx, op["reply_to"]):
             return _later(ctx, {**op, "slot_at": None}, tries, 1, "waiting for the story's first message")
     channel = channel or ctx.settings.slack.channel or "webhook"
@@ -173,10 +174,7 @@ def _post(ctx: Context, op: dict[str, Any], tries: int) -> dict[str, Any]:
     _pacer(ctx).sent(channel)
     ctx.store.put(key, json.dumps({"channel": posted.channel, "ts": posted.ts}))
     if op.get("parent") is not None and posted.ts:
-        with ctx.store.story_lock(op["parent"]):
-            story = ctx.store.story(op["parent"])
-            story.slack_channel, story.slack_ts = posted.channel, posted.ts
-            ctx.store.save_story(story)
+        ctx.store.update_story(op["parent"], slack_channel=posted.channel, slack_ts=posted.ts)
         if ctx.store.get(f"parent:{op['parent']}") != json.dumps({"text": op["text"], "blocks": op["blocks"]}):
             _enqueue(ctx, {"kind": "update", "key": f"update:{op['parent']}", "origin": op["parent"]})
     return {"status": "posted", "key": key, "channel": posted.channel, "ts": posted.ts}
@@ -292,10 +290,3 @@ def _storms(ctx: Context) -> Storms:
     s = ctx.settings.slack
     return Storms(ctx.store.redis, s.storm_window_seconds, s.storm_min_schedules)
 
-
-def _save_story(ctx: Context, origin: int, **fields: Any) -> None:
-    with ctx.store.story_lock(origin):
-        story = ctx.store.story(origin)
-        for name, value in fields.items():
-            setattr(story, name, value)
-        ctx.store.save_story(story)
