@@ -79,14 +79,13 @@ def _facts(client: ParadimeClient, command: Command, status_log: str, max_bytes:
 
 
 def gather(client: ParadimeClient, run_id: int, status: RunStatus, rules: RuleSet, max_bytes: int,
-           wait_for_artifacts: bool = True, known_adapter: str | None = None,
-           manifest_max_bytes: int = 0) -> Evidence:
+           wait_for_artifacts: bool = True, manifest_max_bytes: int = 0) -> Evidence:
     """Raise ArtifactsNotReady while Paradime cannot hand out a listed artifact and ``wait_for_artifacts``."""
     evidence = Evidence(run_id=run_id, state=status.state, commands=list(status.commands))
     facts = [_facts(client, c, status.logs.get(c.id, ""), max_bytes, wait_for_artifacts)
              for c in evidence.failed_commands]
 
-    adapter = known_adapter
+    adapter = None
     for f in facts:
         adapter = adapter or adapter_from_log(f.log) or (f.run_results and adapter_from_run_results(f.run_results))
     evidence.adapter = adapter
