@@ -186,49 +186,41 @@ class ParadimeClient:
         return url
 
     def download(self, url: str, max_bytes: int) -> bytes:
-        """GET a pre-signed artifact URL (no credentials), refusing bodies over ``max_bytes``."""
-        where = redact_url(url)
-        for attempt in range(1, self.settings.max_attempts + 1):
+        """GET a pre-signed artifact URL whole (no credentials), refusing bodies over ``max_bytes``;
+        timeouts, connection errors, 5xx and 429 are tried again (bounded)."""
+        for attempt in range(1, self.settings.max_attempts):
             try:
-                with self.session.get(url, timeout=self.settings.timeout_seconds, stream=True) as resp:
-                    if resp.status_code >= 500 or resp.status_code == 429:
-                        last = f"HTTP {resp.status_code}"
-                    elif resp.status_code >= 400:
-                        raise UpstreamError(f"artifact download from {where}: HTTP {resp.status_code}",
-                                            retryable=False)
-                    else:
-                        declared = resp.headers.get("Content-Length", "")
-                        if declared.isdigit() and int(declared) > max_bytes:
-                            raise _too_big(where, max_bytes)
-                        chunks, size = [], 0
-                        for chunk in resp.iter_content(64 * 1024):
-                            size += len(chunk)
-                            if size > max_bytes:
-                                raise _too_big(where, max_bytes)
-                            chunks.append(chunk)
-                        return b"".join(chunks)
-            except requests.Timeout:
-                last = f"no answer within {self.settings.timeout_seconds:g}s"
-            except requests.RequestException as exc:
-                last = f"request failed ({exc.__class__.__name__})"
-            if attempt < self.settings.max_attempts:
-                self._pause(attempt)
-        raise UpstreamError(f"artifact download from {where}: {last}")
+                return self._read_all(url, max_bytes)
+            except UpstreamError as exc:
+                if not exc.retryable:
+                    raise
+            self._pause(attempt)
+        return self._read_all(url, max_bytes)  # the last attempt's error, if any, is the answer
+
+    def _read_all(self, url: str, max_bytes: int) -> bytes:
+        with self.stream(url, max_bytes) as body:
+            return b"".join(iter(lambda: body.read(64 * 1024), b""))
 
     @contextmanager
     def stream(self, url: str, max_bytes: int) -> Iterator[_Capped]:
         """A pre-signed artifact URL as a file-like object, for streaming parsers (a manifest can
-        be hundreds of MB). Reading past ``max_bytes`` raises UpstreamError; not retried."""
+        be hundreds of MB). Reading past ``max_bytes`` raises UpstreamError; not retried here."""
         where = redact_url(url)
         try:
             resp = self.session.get(url, timeout=self.settings.timeout_seconds, stream=True)
+        except requests.Timeout:
+            raise UpstreamError(f"artifact download from {where}: no answer within "
+                                f"{self.settings.timeout_seconds:g}s") from None
         except requests.RequestException as exc:
             raise UpstreamError(f"artifact download from {where}: request failed ({exc.__class__.__name__})") \
                 from None
         with resp:
             if resp.status_code != 200:
                 raise UpstreamError(f"artifact download from {where}: HTTP {resp.status_code}",
-                                    retryable=resp.status_code >= 500)
+                                    retryable=resp.status_code >= 500 or resp.status_code == 429)
+            declared = resp.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > max_bytes:
+                raise _too_big(where, max_bytes)
             resp.raw.decode_content = True
             yield _Capped(resp.raw, max_bytes, where)
 
