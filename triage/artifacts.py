@@ -18,6 +18,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from itertools import accumulate
 from typing import Any
 
 from triage.errors import ArtifactError
@@ -29,6 +30,10 @@ LATEST_SCHEMA = 6
 OLDEST_SCHEMA = 2
 #: A log error message is cut to this many characters (the classifier needs the start, Slack the gist).
 MAX_MESSAGE_CHARS = 1000
+#: Deepest nesting of arrays/objects read in run_results.json (dbt writes about 6; ``args.vars`` may add
+#: a few). Deeper files are refused before ``json.loads``, which would recurse out (RecursionError)
+#: somewhere near 1,000 levels, less on a deep call stack.
+MAX_JSON_DEPTH = 256
 
 
 # --------------------------------------------------------------------------- run_results.json
@@ -141,6 +146,26 @@ def _parse_time(value: Any) -> datetime | None:
     return dt
 
 
+_JSON_STRING_RE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS_RE = re.compile(r"[^\[\]{}]+")
+_DEPTH_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def json_nesting_exceeds(text: str, limit: int) -> bool:
+    """True when the JSON ``text`` nests arrays/objects more than ``limit`` deep.
+
+    A linear scan without recursion, at C speed (regular expressions, ``accumulate``): string
+    literals are removed first (brackets inside strings do not count), then everything but
+    brackets; the deepest running sum of ``+1`` per opening and ``-1`` per closing bracket is the
+    nesting depth. Meant to run before ``json.loads``; for text that is not valid JSON the answer
+    is approximate (the parser then says what is wrong with it).
+    """
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    brackets = _NOT_BRACKETS_RE.sub("", _JSON_STRING_RE.sub("", text))
+    return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0) > limit
+
+
 def _decode(raw: bytes | str | dict) -> dict:
     if isinstance(raw, dict):
         return raw
@@ -155,8 +180,14 @@ def _decode(raw: bytes | str | dict) -> dict:
         raise ArtifactError(f"run_results.json must be bytes, text or a dict, got {type(raw).__name__}")
     if not raw.strip():
         raise ArtifactError("run_results.json is empty")
+    too_deep = ArtifactError(f"run_results.json is nested too deeply (more than {MAX_JSON_DEPTH} levels of "
+                             "arrays/objects): not a dbt artifact")
+    if json_nesting_exceeds(raw, MAX_JSON_DEPTH):
+        raise too_deep
     try:
         data = json.loads(raw)
+    except RecursionError:  # the scan above should have caught it; a RecursionError must never escape
+        raise too_deep from None
     except json.JSONDecodeError as exc:
         raise ArtifactError(
             f"run_results.json is not valid JSON: {exc.msg}"
@@ -215,12 +246,22 @@ def _int_or_none(value: Any) -> int | None:
     return None
 
 
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+
+def scalar_text(text: str) -> str:
+    """``text`` with every lone surrogate (``"\\ud800"`` in JSON decodes to one) replaced by U+FFFD,
+    so that it can be encoded as UTF-8: for Redis keys, the store and Slack."""
+    return _SURROGATE_RE.sub("\ufffd", text)
+
+
 def _node(i: int, r: Any) -> NodeResult:
     if not isinstance(r, dict):
         raise ArtifactError(f"results[{i}] is not an object (got {_json_type(r)})")
     uid = r.get("unique_id")
     if not isinstance(uid, str) or not uid:
         raise ArtifactError(f'results[{i}] has no "unique_id"')
+    uid = scalar_text(uid)
     status = r.get("status")
     if not isinstance(status, str) or not status:
         raise ArtifactError(f'results[{i}] ({uid}) has no "status"')
@@ -236,9 +277,9 @@ def _node(i: int, r: Any) -> NodeResult:
         resource_type=resource_type,
         name=name,
         status=status.lower(),
-        message=message if isinstance(message, str) or message is None else str(message),
+        message=None if message is None else scalar_text(message if isinstance(message, str) else str(message)),
         failures=_int_or_none(r.get("failures")),
-        relation_name=relation if isinstance(relation, str) else None,
+        relation_name=scalar_text(relation) if isinstance(relation, str) else None,
         execution_time=None if exec_time is None else float(exec_time),
         adapter_response=response if isinstance(response, dict) else {},
     )
@@ -513,6 +554,7 @@ def extract_log_errors(text: str, *, max_chars: int = 5_000_000) -> list[LogErro
         return []
     if len(text) > max_chars:
         text = text[-max_chars:]
+    text = scalar_text(text)  # Paradime's JSON may carry "\ud800": nothing downstream could encode it
     lines = _split(text)
     timestamped = any(ts for _, ts in lines)
 

@@ -7,7 +7,6 @@ so an unauthenticated sender learns nothing about what a valid body looks like.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 
@@ -19,7 +18,7 @@ from triage.errors import PayloadError
 from triage.paradime import redact_url
 from triage.store import new_triage_id
 from triage.verify import delivery_id, verify
-from triage.webhook import parse_event
+from triage.webhook import decode_body, parse_event
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +43,11 @@ def receive(path_token: str | None = None):
         log.warning("webhook refused (401): %s", reason)
         return _error(401, "unauthorized", reason)
 
-    try:
-        doc = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
-        return _error(400, "invalid_json", f"body is not valid JSON: {exc}")
+    try:  # UTF-8, nesting depth, JSON: every malformed body is a 400 naming "body", never a 500
+        doc = decode_body(body)
+    except PayloadError as exc:
+        log.warning("webhook refused (400): %s", exc)
+        return _error(400, "invalid_json", str(exc))
     try:
         event = parse_event(doc)
     except PayloadError as exc:

@@ -9,17 +9,35 @@ Queries are retried with bounded backoff on timeouts, connection errors, 5xx, 42
 GraphQL ``errors[]``. Mutations create runs, so they are retried only when the request
 surely did not reach Paradime (connection refused, 429); a timeout or 5xx after sending
 raises ``AmbiguousMutation`` and the caller must not send it again.
+
+Artifact downloads (``stream``/``download``) follow redirects by hand, under this policy:
+
+* at most ``MAX_REDIRECTS`` (3) redirects (301, 302, 303, 307, 308), each a GET without credentials;
+* only to ``http`` and ``https`` URLs (``file:``, ``ftp:`` … are refused), and never from ``https``
+  down to ``http``;
+* every URL connected to (the pre-signed one and each redirect target) must be on a public address:
+  its host is resolved and each resolved IP checked with ``ipaddress``; loopback, link-local,
+  private, unspecified, multicast and other non-global addresses are refused, except the kinds the
+  configured ``PARADIME_API_ENDPOINT`` host itself resolves to (the simulator and the tests run on
+  127.0.0.1: then loopback is allowed, private networks still are not).
+
+A refusal is an ``UpstreamError`` (not retryable) with a one-line reason, so the triage falls back to
+the command's log. The check resolves the name before ``requests`` connects; a DNS answer that changes
+in between (rebinding) is not prevented.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
@@ -40,6 +58,10 @@ COMMAND = (
 )
 RESOURCE_URL = "query BoltResourceUrl($resourceId: Int!) { boltResourceUrl(resourceId: $resourceId) { ok url } }"
 RETRY = "mutation RetryBoltRun($scheduleRunId: Int!) { retryBoltRun(scheduleRunId: $scheduleRunId) { ok runId } }"
+LIST_SCHEDULES = (
+    "query ListBoltSchedules($offset: Int!, $limit: Int!, $showInactive: Boolean!) "
+    "{ listBoltSchedules(offset: $offset, limit: $limit, showInactive: $showInactive) { totalCount } }"
+)
 TRIGGER = "mutation TriggerBoltRun($scheduleName: String!) { triggerBoltRun(scheduleName: $scheduleName) { runId } }"
 
 
@@ -154,6 +176,15 @@ class ParadimeClient:
 
     # --- operations -------------------------------------------------------------------------
 
+    def schedule_count(self) -> int:
+        """How many active schedules the key sees: the cheapest authenticated query, to check the key."""
+        data = self._post("listBoltSchedules", LIST_SCHEDULES, {"offset": 0, "limit": 1, "showInactive": False},
+                          mutation=False)
+        count = data.get("totalCount")
+        if isinstance(count, bool) or not isinstance(count, int):
+            raise UpstreamError("Paradime listBoltSchedules: answer has no totalCount", retryable=False)
+        return count
+
     def run_status(self, run_id: int) -> RunStatus:
         data = self._post("boltRunStatus", RUN_STATUS, {"runId": run_id}, mutation=False)
         state = data.get("state")
@@ -204,16 +235,10 @@ class ParadimeClient:
     @contextmanager
     def stream(self, url: str, max_bytes: int) -> Iterator[_Capped]:
         """A pre-signed artifact URL as a file-like object, for streaming parsers (a manifest can
-        be hundreds of MB). Reading past ``max_bytes`` raises UpstreamError; not retried here."""
+        be hundreds of MB). Reading past ``max_bytes`` raises UpstreamError; not retried here.
+        Redirects are followed under the policy of the module docstring."""
         where = redact_url(url)
-        try:
-            resp = self.session.get(url, timeout=self.settings.timeout_seconds, stream=True)
-        except requests.Timeout:
-            raise UpstreamError(f"artifact download from {where}: no answer within "
-                                f"{self.settings.timeout_seconds:g}s") from None
-        except requests.RequestException as exc:
-            raise UpstreamError(f"artifact download from {where}: request failed ({exc.__class__.__name__})") \
-                from None
+        resp = self._get_artifact(url, where)
         with resp:
             if resp.status_code != 200:
                 raise UpstreamError(f"artifact download from {where}: HTTP {resp.status_code}",
@@ -223,6 +248,71 @@ class ParadimeClient:
                 raise _too_big(where, max_bytes)
             resp.raw.decode_content = True
             yield _Capped(resp.raw, max_bytes, where)
+
+    def _get_artifact(self, url: str, where: str) -> requests.Response:
+        """GET ``url`` (streamed), following at most MAX_REDIRECTS redirects by hand, each target checked."""
+        current = url
+        for hop in range(MAX_REDIRECTS + 1):
+            refusal = self._refusal(current, where)
+            if refusal:
+                target = f" redirect to {redact_url(current)}" if hop else ""
+                raise UpstreamError(f"artifact download from {where}:{target} refused: {refusal}", retryable=False)
+            try:
+                resp = self.session.get(current, timeout=self.settings.timeout_seconds, stream=True,
+                                        allow_redirects=False)
+            except requests.Timeout:
+                raise UpstreamError(f"artifact download from {where}: no answer within "
+                                    f"{self.settings.timeout_seconds:g}s") from None
+            except requests.RequestException as exc:
+                raise UpstreamError(f"artifact download from {where}: request failed "
+                                    f"({exc.__class__.__name__})") from None
+            location = resp.headers.get("Location")
+            if resp.status_code not in _REDIRECT_STATUSES or not location:
+                return resp
+            resp.close()
+            following = urljoin(current, location.strip())
+            if urlsplit(current).scheme == "https" and urlsplit(following).scheme.lower() == "http":
+                raise UpstreamError(f"artifact download from {where}: redirect to {redact_url(following)} refused: "
+                                    "https to http downgrade", retryable=False)
+            current = following
+        raise UpstreamError(f"artifact download from {where}: more than {MAX_REDIRECTS} redirects; not followed",
+                            retryable=False)
+
+    def _refusal(self, url: str, where: str) -> str | None:
+        """Why the download policy forbids connecting to ``url``, or None when it may."""
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in ("http", "https"):
+            return f"{scheme or 'scheme-less'} URL (http and https only)"
+        try:
+            host, port = parts.hostname, parts.port
+        except ValueError:
+            return "malformed host or port"
+        if not host:
+            return "URL without a host"
+        addresses = _resolve(host, port or (443 if scheme == "https" else 80))
+        if addresses is None:
+            raise UpstreamError(f"artifact download from {where}: cannot resolve {redact_url(url)}")
+        allowed = self._endpoint_kinds
+        for address in addresses:
+            kind = _non_public_kind(address)
+            if kind and kind not in allowed:
+                if _is_ip_literal(host):
+                    return f"{kind} address {host}"
+                return f"{host} resolves to {kind} address {address}"
+        return None
+
+    @cached_property
+    def _endpoint_kinds(self) -> frozenset[str]:
+        """The non-public kinds of address (loopback, private, …) of the configured endpoint's host, which
+        artifact downloads may therefore use too (a local simulator, a workspace behind a private network)."""
+        parts = urlsplit(self.settings.endpoint or "")
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        found = _resolve(parts.hostname, port or 443) if parts.hostname else None
+        return frozenset(kind for address in found or () if (kind := _non_public_kind(address)))
 
     def retry_run(self, run_id: int) -> int:
         data = self._post("retryBoltRun", RETRY, {"scheduleRunId": run_id}, mutation=True)
@@ -257,6 +347,47 @@ def _never_sent(exc: requests.ConnectionError) -> bool:
     reason = exc.args[0] if exc.args else None
     reason = getattr(reason, "reason", reason)
     return type(reason).__name__ in ("NewConnectionError", "NameResolutionError", "ConnectTimeoutError")
+
+
+#: How many redirects an artifact download follows (see the module docstring for the whole policy).
+MAX_REDIRECTS = 3
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _resolve(host: str, port: int) -> list[IPAddress] | None:
+    """Every address ``host`` resolves to (an IP literal is itself), or None when it does not resolve."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):  # socket.gaierror is an OSError; an over-long label a UnicodeError
+        return None
+    addresses = []
+    for info in infos:
+        try:
+            addresses.append(ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]))  # no IPv6 zone id
+        except ValueError:
+            continue
+    return addresses or None
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _non_public_kind(address: IPAddress) -> str | None:
+    """``"loopback"``, ``"private"`` … for an address a download must not reach; None for a public one."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # ::ffff:10.0.0.1 is 10.0.0.1
+    for kind, test in (("loopback", address.is_loopback), ("link-local", address.is_link_local),
+                       ("unspecified", address.is_unspecified), ("multicast", address.is_multicast),
+                       ("private", address.is_private)):
+        if test:
+            return kind
+    return None if address.is_global else "non-public"
 
 
 def _too_big(where: str, max_bytes: int) -> UpstreamError:

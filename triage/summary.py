@@ -7,10 +7,24 @@ policy detail (``Decision.reason``) and the failed nodes below it.
 Blocks are built with slack-sdk's block models, which validate their own limits, and the renderer
 stays within Slack's (50 blocks, 3,000 characters per section, 150 per header) by truncating with
 "…and N more" instead of failing a post: an alert that cannot be posted is worse than a short one.
+
+Escaping. Slack reads ``&``, ``<`` and ``>`` as control characters in mrkdwn text objects and in the
+top-level ``text`` (``<!channel>``, ``<@U123>``, ``<https://…|label>``), so every piece of text taken
+from a webhook (schedule, branch, commands), a log or an artifact (node names, owners, messages,
+excerpts, notes, the adapter) goes through ``escape`` (``&amp;``, ``&lt;``, ``&gt;``, Slack's rules:
+https://api.slack.com/reference/surfaces/formatting#escaping) when it is put into mrkdwn; the
+mentions (``<@U…>``, ``<!subteam^S…>``) and run links this module builds itself are not. The functions
+that compose sentences (``verdict_line``, ``describe_failures``) return raw text, escaped once where
+it is rendered, so a sentence handed back through ``status_override`` is not escaped twice.
+Texts from callers that already hold run links (``simple_message``) keep exactly those links.
+Header blocks are ``plain_text``, which Slack does not parse for mentions or links (and shows
+entities literally), so the schedule name goes there unescaped. Lone surrogates, which no JSON
+encoder can turn into UTF-8, become U+FFFD in every string of a message.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -26,6 +40,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from triage.artifacts import scalar_text
 from triage.models import Decision, Evidence, Failure
 
 RUN_LINK = "https://app.paradime.io/bolt/run_id/{run_id}"
@@ -122,6 +137,44 @@ class IncidentRun:
     detail: str = ""
 
 
+# --- escaping ---------------------------------------------------------------------------------------
+
+def escape(text: str) -> str:
+    """Text from outside (a webhook, a log, an artifact) made literal for Slack mrkdwn.
+
+    Also inside code spans and code blocks: Slack's escaping rule covers the whole text object and it
+    parses ``<!channel>``/``<@U…>`` before any formatting, and ``&lt;`` inside a code block shows as
+    ``<``, so escaping there changes nothing a reader sees and closes the hole.
+    """
+    return scalar_text(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+#: A run link exactly as ``run_link`` writes it: the only markup kept in caller-supplied text.
+_RUN_LINK_RE = re.compile("(<" + re.escape(RUN_LINK).replace(r"\{run_id\}", r"\d{1,20}") + r"\|run \d{1,20}>)")
+
+
+def _escape_keeping_links(text: str) -> str:
+    """``escape``, except for run links built by ``run_link`` (callers compose notes with them)."""
+    parts = _RUN_LINK_RE.split(text)
+    return "".join(part if i % 2 else escape(part) for i, part in enumerate(parts))
+
+
+def _clean(value: Any) -> Any:
+    """Every string of a Block Kit structure without lone surrogates (iterative: no recursion limit)."""
+    root = [value]
+    stack: list[tuple[Any, Any]] = [(root, 0)]
+    while stack:
+        container, key = stack.pop()
+        item = container[key]
+        if isinstance(item, str):
+            container[key] = scalar_text(item)
+        elif isinstance(item, dict):
+            stack.extend((item, k) for k in item)
+        elif isinstance(item, list):
+            stack.extend((item, i) for i in range(len(item)))
+    return root[0]
+
+
 # --- small words -----------------------------------------------------------------------------------
 
 def run_link(run_id: int) -> str:
@@ -172,9 +225,13 @@ def _run_duration(evidence: Evidence) -> str | None:
     return _duration(seconds) if seconds >= 0 else None
 
 
+_PARTIAL_ENTITY_RE = re.compile(r"&(?:a(?:m(?:p)?)?|l(?:t)?|g(?:t)?)?$")
+
+
 def _trim(text: str, limit: int) -> str:
+    """At most ``limit`` characters, "…" marking a cut; a cut never leaves half an ``&amp;``."""
     text = text.strip()
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return text if len(text) <= limit else _PARTIAL_ENTITY_RE.sub("", text[: limit - 1]) + "…"
 
 
 def _one_line(text: str, limit: int) -> str:
@@ -182,8 +239,8 @@ def _one_line(text: str, limit: int) -> str:
 
 
 def _code(text: str) -> str:
-    """An excerpt for a code block: a ``` inside would end the block early."""
-    return _trim(text.replace("```", "'''"), MAX_EXCERPT)
+    """An excerpt for a code block, escaped (see ``escape``): a ``` inside would end the block early."""
+    return escape(_trim(text.replace("```", "'''"), MAX_EXCERPT))
 
 
 def _short_node(node: str) -> str:
@@ -210,7 +267,8 @@ def _header(text: str) -> HeaderBlock:
 
 def _message(text: str, blocks: list[Block]) -> SlackMessage:
     """``to_dict`` runs slack-sdk's validation, so a block that breaks a rule fails here, in tests."""
-    return SlackMessage(text=_one_line(text, MAX_TEXT), blocks=[b.to_dict() for b in blocks[:MAX_BLOCKS]])
+    return SlackMessage(text=scalar_text(_one_line(text, MAX_TEXT)),
+                        blocks=_clean([b.to_dict() for b in blocks[:MAX_BLOCKS]]))
 
 
 # --- the verdict in one sentence -------------------------------------------------------------------
@@ -315,9 +373,9 @@ def verdict_line(decision: Decision, attempt_of_run: int, *, evidence: Evidence 
 # --- the alert -------------------------------------------------------------------------------------
 
 def _node_entry(f: Failure) -> str:
-    label = f"`{_short_node(f.node)}`" if f.node else f"`{f.command}` (log)"
+    label = f"`{escape(_short_node(f.node))}`" if f.node else f"`{escape(f.command)}` (log)"
     if f.owner:
-        label += f" · owner {f.owner}"
+        label += f" · owner {escape(f.owner)}"
     if f.failures:
         label += f" · {_plural(f.failures, 'failing row')}"
     excerpt = _code(f.classification.excerpt or f.message)
@@ -328,9 +386,10 @@ def _node_entry(f: Failure) -> str:
 def _category_section(category: str, failures: list[Failure]) -> str:
     """Bold category, verdict and rule(s), then the nodes; cut with "…and N more" to fit a section."""
     rules = sorted({f.classification.rule for f in failures if f.classification.rule})
-    head = f"*{category}* · {failures[0].classification.verdict}"
+    head = f"*{escape(category)}* · {escape(failures[0].classification.verdict)}"
     if rules:
-        head += " · rule " + ", ".join(f"`{r}`" for r in rules[:3]) + (f" +{len(rules) - 3}" if len(rules) > 3 else "")
+        head += " · rule " + ", ".join(f"`{escape(r)}`" for r in rules[:3])
+        head += f" +{len(rules) - 3}" if len(rules) > 3 else ""
     lines = [_one_line(f"{head} · {len(failures)} failed", 400)]
     for f in failures[:MAX_NODES_PER_CATEGORY]:
         entry = _node_entry(f)
@@ -350,18 +409,18 @@ def _run_facts(evidence: Evidence, attempt_of_run: int, origin: int | None, bran
         facts.append(f"retry {attempt_of_run} of {run_link(origin)}" if origin is not None
                      else f"retry {attempt_of_run}")
     if branch and commit:
-        facts.append(f"branch `{branch}` @ `{commit[:7]}`")
+        facts.append(f"branch `{escape(branch)}` @ `{escape(commit[:7])}`")
     elif branch or commit:
-        facts.append(f"branch `{branch}`" if branch else f"commit `{commit[:7]}`")
+        facts.append(f"branch `{escape(branch)}`" if branch else f"commit `{escape(commit[:7])}`")
     took = _run_duration(evidence)
     if took:
         facts.append(took)
     failed = evidence.failed_commands
     if failed:
         more = f" +{len(failed) - 3}" if len(failed) > 3 else ""
-        facts.append("failed: " + ", ".join(f"`{c.command}`" for c in failed[:3]) + more)
+        facts.append("failed: " + ", ".join(f"`{escape(c.command)}`" for c in failed[:3]) + more)
     if evidence.adapter:
-        facts.append(warehouse_name(evidence.adapter) or evidence.adapter)
+        facts.append(escape(warehouse_name(evidence.adapter) or evidence.adapter))
     return " · ".join(facts)
 
 
@@ -395,10 +454,10 @@ def triage_message(schedule: str | None, evidence: Evidence, decision: Decision 
     blocks: list[Block] = [
         _header(f"{emoji} {name}"),
         _context(_run_facts(evidence, attempt_of_run, origin, branch, commit)),
-        _section(f"*{_one_line(sentence, MAX_SECTION - 10)}*"),
+        _section(f"*{escape(_one_line(sentence, MAX_SECTION - 10))}*"),
     ]
     if decision is not None:
-        why = f"why: {decision.reason}" + (f" · next: retry {decision.attempt}" if decision.attempt else "")
+        why = f"why: {escape(decision.reason)}" + (f" · next: retry {decision.attempt}" if decision.attempt else "")
         blocks.append(_context(why))
     if cc:
         blocks.append(_section(cc))
@@ -418,14 +477,14 @@ def triage_message(schedule: str | None, evidence: Evidence, decision: Decision 
         extras.append(f"{_plural(len(evidence.warnings), 'warning')} (not failures)")
     if evidence.skipped:
         extras.append(f"{evidence.skipped} skipped")
-    extras.extend(_one_line(note, 300) for note in evidence.notes[:3])
+    extras.extend(escape(_one_line(note, 300)) for note in evidence.notes[:3])
     if len(evidence.notes) > 3:
         extras.append(f"+{len(evidence.notes) - 3} more notes")
     if extras:
         blocks.append(_context(" · ".join(extras)))
 
     run = f" — run {evidence.run_id}" if evidence.run_id else ""
-    text = _one_line(f"{emoji} {name}{run}: {sentence}", MAX_TEXT - len(cc) - 1)
+    text = _one_line(f"{emoji} {escape(name)}{run}: {escape(sentence)}", MAX_TEXT - len(cc) - 1)
     return _message(f"{text} {cc}" if cc else text, blocks)
 
 
@@ -433,6 +492,7 @@ def simple_message(status: str, title: str, body: str, *, mentions: Sequence[str
     """A short note: a thread reply (retry started, recovered) or "could not triage" (with mentions)."""
     emoji = EMOJI.get(status, EMOJI["info"])
     cc = _cc(mentions)
+    title, body = _escape_keeping_links(title), _escape_keeping_links(body)
     text = f"{emoji} {title}" + (f": {body}" if body else "") + (f" {cc}" if cc else "")
     blocks: list[Block] = [_section(f"{emoji} *{title}*\n{body}")]
     if cc:
@@ -453,18 +513,19 @@ def incident_message(category: str, adapter: str | None, runs: Sequence[Incident
 
     counts = Counter(r.status for r in runs)
     order = [*STATUS_WORDS, *sorted(set(counts) - set(STATUS_WORDS))]
-    summary = ", ".join(f"{counts[s]} {STATUS_WORDS.get(s, s)}" for s in order if counts[s]) or "no runs yet"
+    summary = escape(", ".join(f"{counts[s]} {STATUS_WORDS.get(s, s)}" for s in order if counts[s]) or "no runs yet")
 
     lines = []
     for r in runs[:MAX_INCIDENT_RUNS]:
-        line = f"{EMOJI.get(r.status, EMOJI['unknown'])} *{r.schedule or 'Bolt run'}* · {run_link(r.run_id)} · " \
-               f"{STATUS_WORDS.get(r.status, r.status)}" + (f" — {r.detail}" if r.detail else "")
+        line = f"{EMOJI.get(r.status, EMOJI['unknown'])} *{escape(r.schedule or 'Bolt run')}* · " \
+               f"{run_link(r.run_id)} · {escape(STATUS_WORDS.get(r.status, r.status))}" \
+               + (f" — {escape(r.detail)}" if r.detail else "")
         lines.append(_one_line(line, 500))
     if len(runs) > MAX_INCIDENT_RUNS:
         lines.append(f"_…and {len(runs) - MAX_INCIDENT_RUNS} more runs_")
 
     blocks: list[Block] = [_header(header), _section(f"*{summary}*"),
-                           _context(f"category `{category}`" + (f" · {wh}" if wh else ""))]
+                           _context(f"category `{escape(category)}`" + (f" · {escape(wh)}" if wh else ""))]
     if lines:
         blocks.append(DividerBlock())
     chunk: list[str] = []
@@ -475,7 +536,7 @@ def incident_message(category: str, adapter: str | None, runs: Sequence[Incident
         chunk.append(line)
     if chunk:
         blocks.append(_section("\n".join(chunk)))
-    return _message(f"{header}: {summary}", blocks)
+    return _message(f"{escape(header)}: {summary}", blocks)
 
 
 def repeat_message(schedule: str | None, evidence: Evidence, decision: Decision, previous_run: int,
@@ -486,10 +547,11 @@ def repeat_message(schedule: str | None, evidence: Evidence, decision: Decision,
     emoji = EMOJI.get(status, EMOJI["unknown"])
     title = f"Failed again the same way ({_ordinal(count)} time)"
     blocks: list[Block] = [
-        _section(f"{emoji} *{title}:* {run_link(evidence.run_id)}\n{_one_line(sentence, MAX_SECTION - 300)}"),
-        _context(f"previous alert: {run_link(previous_run)} · why: {decision.reason}"),
+        _section(f"{emoji} *{title}:* {run_link(evidence.run_id)}\n{escape(_one_line(sentence, MAX_SECTION - 300))}"),
+        _context(f"previous alert: {run_link(previous_run)} · why: {escape(decision.reason)}"),
     ]
-    return _message(f"{emoji} {schedule or 'Bolt run'}: {title}: run {evidence.run_id} — {sentence}", blocks)
+    return _message(f"{emoji} {escape(schedule or 'Bolt run')}: {title}: run {evidence.run_id} — {escape(sentence)}",
+                    blocks)
 
 
 # --- offline preview -------------------------------------------------------------------------------

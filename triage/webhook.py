@@ -5,15 +5,31 @@ this reader is strict about the fields it uses (types, shapes) and ignores every
 field it does not know. Run-level fields are optional and read in snake_case or
 camelCase; a missing run id is resolved later by the worker, a missing event type
 is inferred from the commands.
+
+What a body must be, before any field is read (``decode_body``): UTF-8 text (RFC 8259; a BOM is
+ignored, UTF-16/32 bodies are refused),
+JSON, at most ``MAX_BODY_DEPTH`` arrays/objects deep (checked by a scan, without recursion,
+before ``json.loads`` would recurse). Then, field by field (``parse_event``):
+
+* integers are real JSON integers (not booleans, not floats) or strings of ASCII digits
+  with at most one leading ``-``; ids (run, command, resource) must be positive, every
+  integer fits in 64 bits;
+* strings are valid Unicode scalar sequences: a lone surrogate (``"\\ud800"`` in the JSON)
+  is refused, since nothing downstream (Redis, Slack) could encode it;
+* a field present with the wrong type is an error naming the field; ``null`` is read as
+  absent, as the field missing (and an empty ``branch``/``api_url`` string too).
 """
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from triage.artifacts import json_nesting_exceeds
 from triage.errors import PayloadError
 from triage.models import Command, Resource
 
@@ -24,6 +40,15 @@ EVENT_TYPES = (STARTED, COMPLETED)
 _EVENT_KEYS = ("event_type", "eventType", "event", "type")
 _RUN_ID_KEYS = ("run_id", "runId", "schedule_run_id", "scheduleRunId")
 _SCHEDULE_KEYS = ("schedule_name", "scheduleName")
+_BRANCH_KEYS = ("branch", "gitBranch", "git_branch")
+_API_URL_KEYS = ("api_url", "apiUrl")
+
+#: Deepest nesting of arrays/objects a body may have (a real one has 5: body, commands, command,
+#: json_resources, resource); far below the ~990 levels at which ``json.loads`` would recurse out.
+MAX_BODY_DEPTH = 64
+#: Every integer of the body fits in a signed 64-bit integer (ids are ``Int`` in Paradime's API).
+MAX_INT = 2**63 - 1
+_INT_TEXT = re.compile(r"-?[0-9]{1,19}")  # ASCII digits only: str.isdigit also accepts "²" and "①"
 
 
 @dataclass(frozen=True)
@@ -98,6 +123,23 @@ def command_from_dict(d: Mapping[str, Any]) -> Command:
     )
 
 
+def decode_body(raw: bytes) -> Any:
+    """The JSON value of a webhook body; PayloadError (naming ``body``) when it is not UTF-8 text,
+    is nested deeper than ``MAX_BODY_DEPTH``, or is not JSON."""
+    try:
+        text = raw.decode("utf-8-sig")  # a leading BOM is ignored, as json.loads(bytes) did
+    except UnicodeDecodeError as exc:
+        raise PayloadError(f"body is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+    if json_nesting_exceeds(text, MAX_BODY_DEPTH):
+        raise PayloadError(f"body nested too deeply: more than {MAX_BODY_DEPTH} levels of arrays/objects")
+    try:
+        return json.loads(text)
+    except RecursionError:  # not reachable after the scan; kept so that no body can give a 500
+        raise PayloadError("body nested too deeply") from None
+    except ValueError as exc:
+        raise PayloadError(f"body is not valid JSON: {exc}") from None
+
+
 def parse_time(value: Any, where: str) -> datetime | None:
     """Paradime sends ``"2023-10-15 16:44:16.986049"`` (no zone, UTC); ISO with a zone is accepted too."""
     if value is None or value == "":
@@ -113,25 +155,48 @@ def parse_time(value: Any, where: str) -> datetime | None:
     return parsed
 
 
-def _int(value: Any, where: str, *, optional: bool = False) -> int | None:
+def _kind(value: Any) -> str:
+    return "null" if value is None else "a boolean" if isinstance(value, bool) else type(value).__name__
+
+
+def _int(value: Any, where: str, *, optional: bool = False, positive: bool = False) -> int | None:
+    """A JSON integer, or a string of ASCII digits with at most one leading ``-`` (surrounding
+    blanks allowed); ``positive`` for ids. Booleans, floats and anything else are refused."""
     if value is None and optional:
         return None
+    wanted = "an integer" + (" or null" if optional else "")
     if isinstance(value, bool):
         raise PayloadError(f"{where}: expected an integer, got a boolean")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
-    kind = "null" if value is None else type(value).__name__
-    raise PayloadError(f"{where}: expected an integer{' or null' if optional else ''}, got {kind}")
+    if isinstance(value, str):
+        text = value.strip()
+        if not _INT_TEXT.fullmatch(text):
+            raise PayloadError(f"{where}: expected {wanted}, got str {_shown(value)}")
+        value = int(text)
+    elif not isinstance(value, int):
+        raise PayloadError(f"{where}: expected {wanted}, got {_kind(value)}")
+    if abs(value) > MAX_INT:
+        raise PayloadError(f"{where}: {value if len(str(value)) < 30 else 'the number'} is out of range "
+                           "(64-bit integers only)")
+    if positive and value <= 0:
+        raise PayloadError(f"{where}: expected a positive id, got {value}")
+    return value
+
+
+def _shown(value: str) -> str:
+    """A short, printable form of a refused string, for the 400 message."""
+    return ascii(value[:40]) + ("…" if len(value) > 40 else "")
 
 
 def _str(value: Any, where: str, *, optional: bool = True) -> str | None:
     if value is None and optional:
         return None
     if not isinstance(value, str):
-        kind = "null" if value is None else type(value).__name__
-        raise PayloadError(f"{where}: expected a string, got {kind}")
+        raise PayloadError(f"{where}: expected a string, got {_kind(value)}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise PayloadError(f"{where}: not valid Unicode (lone surrogate {ascii(value[exc.start])} "
+                           f"at character {exc.start})") from None
     return value
 
 
@@ -151,7 +216,7 @@ def _resources(items: Any, where: str) -> tuple[Resource, ...]:
     for i, item in enumerate(items):
         if not isinstance(item, Mapping):
             raise PayloadError(f"{where}[{i}]: expected an object, got {type(item).__name__}")
-        rid = _int(item.get("id"), f"{where}[{i}].id")
+        rid = _int(item.get("id"), f"{where}[{i}].id", positive=True)
         path = _str(item.get("path"), f"{where}[{i}].path", optional=False)
         out.append(Resource(id=rid, path=path))
     return tuple(out)
@@ -161,7 +226,7 @@ def _command(item: Any, where: str) -> Command:
     if not isinstance(item, Mapping):
         raise PayloadError(f"{where}: expected an object, got {type(item).__name__}")
     return Command(
-        id=_int(item.get("id"), f"{where}.id"),
+        id=_int(item.get("id"), f"{where}.id", positive=True),
         command=_str(item.get("command"), f"{where}.command", optional=False),
         return_code=_int(item.get("return_code"), f"{where}.return_code", optional=True),
         start=parse_time(item.get("start_dttm"), f"{where}.start_dttm"),
@@ -172,7 +237,12 @@ def _command(item: Any, where: str) -> Command:
 
 
 def parse_event(body: Any) -> WebhookEvent:
-    """Validate a decoded JSON body; raise PayloadError naming the first bad field."""
+    """Validate a decoded JSON body; raise PayloadError naming the first bad field.
+
+    A field that is present with the wrong type (``"branch": false``, ``"api_url": []``) is an
+    error naming it; ``null`` is the same as absent (the first non-null of the snake_case and
+    camelCase spellings is used), and an empty ``branch`` or ``api_url`` string too.
+    """
     if not isinstance(body, Mapping):
         raise PayloadError(f"body: expected a JSON object, got {type(body).__name__}")
 
@@ -187,15 +257,17 @@ def parse_event(body: Any) -> WebhookEvent:
         raise PayloadError("commands: the same command id appears twice")
 
     key, value = _first(body, _RUN_ID_KEYS)
-    run_id = _int(value, key, optional=True) if key else None
+    run_id = _int(value, key, optional=True, positive=True) if key else None
     if run_id is None and not commands:
         raise PayloadError("commands: empty and no run_id: nothing identifies the run")
 
     key, value = _first(body, _SCHEDULE_KEYS)
     schedule_name = _str(value, key) if key else None
     state = _str(body.get("state"), "state")
-    branch = _str(body.get("branch") or body.get("gitBranch") or body.get("git_branch"), "branch")
-    api_url = _str(body.get("api_url") or body.get("apiUrl"), "api_url")
+    key, value = _first(body, _BRANCH_KEYS)
+    branch = (_str(value, key) if key else None) or None
+    key, value = _first(body, _API_URL_KEYS)
+    api_url = (_str(value, key) if key else None) or None
 
     key, value = _first(body, _EVENT_KEYS)
     if key:
