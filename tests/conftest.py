@@ -29,7 +29,7 @@ from werkzeug.serving import make_server
 
 from triage import broker
 from triage.app import create_app
-from triage.config import load_settings
+from triage.config import DEFAULT_POLICY, load_settings
 from triage.sim.paradime import ParadimeSimulator
 from triage.sim.slack import SlackSimulator
 from workers import context
@@ -113,11 +113,10 @@ def slack() -> Iterator[SlackSimulator]:
 @pytest.fixture
 def policy(tmp_path: Path) -> dict:
     """The YAML policy used by the service under test; tests edit it before ``service`` starts."""
-    doc = yaml.safe_load((REPO / "config" / "triage.yaml").read_text())
+    doc = yaml.safe_load(DEFAULT_POLICY.read_text())
     doc["retry"]["backoff_seconds"] = 0
     doc["paradime"].update(recheck_seconds=[0.2, 0.2, 0.2], retry_base_seconds=0.01, timeout_seconds=2,
                            max_attempts=3)
-    doc["classification"]["rules_files"] = [str(REPO / "config" / "rules.yaml")]
     doc["slack"]["per_channel_interval_seconds"] = 0.01  # pacing has its own test
     doc["slack"]["storm"]["hold_seconds"] = 0  # storms have their own test
     return doc

@@ -1,4 +1,4 @@
-"""Tests for the rule engine (triage/classify.py) and the shipped rule set (config/rules.yaml).
+"""Tests for the rule engine (triage/classify.py) and the shipped rule set (triage/defaults/rules.yaml).
 
 The corpus tests are the safety net: a deterministic failure called transient means a wrong retry
 (warehouse money spent, a real bug hidden), so that count must stay at zero.
@@ -25,7 +25,7 @@ from triage.errors import ConfigError
 from triage.models import Classification
 
 REPO = Path(__file__).resolve().parent.parent
-SHIPPED = REPO / "config" / "rules.yaml"
+SHIPPED = REPO / "triage" / "defaults" / "rules.yaml"
 CORPUS = Path("/work/shared/corpus/error-messages.jsonl")
 
 

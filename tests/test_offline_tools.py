@@ -34,7 +34,7 @@ def test_eval_fails_when_a_rule_would_retry_a_deterministic_message(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("rules:\n  - name: dbt_data_test_failed\n    pattern: 'Got \\d+ results?'\n"
                    "    verdict: transient\n    category: timeout\n")
-    proc = triage("eval", CORPUS, "--rules", REPO / "config" / "rules.yaml", "--rules", bad)
+    proc = triage("eval", CORPUS, "--rules", REPO / "triage" / "defaults" / "rules.yaml", "--rules", bad)
     assert proc.returncode == 1
     assert "would be retried" in proc.stderr
 

@@ -1,6 +1,6 @@
 """Rule engine: is a failed dbt node's message transient (worth a retry) or deterministic (not)?
 
-The rules are data, not code: ``config/rules.yaml`` ships with the product and a site may layer its
+The rules are data, not code: ``triage/defaults/rules.yaml`` ships with the product and a site may layer its
 own file on top, so a data engineer can read, fix and extend them without a release. Each rule is a
 Python regex with a verdict (``transient`` | ``deterministic``), a category and an optional cap on
 the retries it deserves.
@@ -85,7 +85,7 @@ ADAPTER_ALIASES: dict[str, str] = {
 }
 
 #: The rule set that ships with the product; ``RuleSet.load()`` without paths reads it.
-DEFAULT_RULES_PATH = Path(__file__).resolve().parent.parent / "config" / "rules.yaml"
+DEFAULT_RULES_PATH = Path(__file__).resolve().parent / "defaults" / "rules.yaml"
 
 #: Longest excerpt we keep: enough for a Slack line, short enough not to leak a whole log.
 EXCERPT_LIMIT = 240

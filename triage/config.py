@@ -11,19 +11,36 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
+from redis import ConnectionPool
 
 from triage.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-#: The YAML shipped with the project, used when TRIAGE_CONFIG is not set.
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "triage.yaml"
+SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's loader is ~8x faster
 
-VERIFICATION_MODES = ("auto", "signature", "token", "none")
+#: What ships inside the package: the policy defaults (and schema) and the base rule set.
+DEFAULTS_DIR = Path(__file__).resolve().parent / "defaults"
+DEFAULT_POLICY = DEFAULTS_DIR / "triage.yaml"
+SHIPPED_RULES = DEFAULTS_DIR / "rules.yaml"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class Verification(str, Enum):
+    """How the web process tells a real Paradime delivery from a forged one (``triage.verify``)."""
+
+    SIGNATURE = "signature"
+    TOKEN = "token"
+    NONE = "none"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass(frozen=True)
@@ -43,7 +60,7 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class WebhookSettings:
-    verification: str = "auto"  # resolved at load to signature | token | none
+    verification: Verification | None = None  # None: neither secret nor token set (the web refuses to start)
     secret: str | None = None
     token: str | None = None
     max_body_bytes: int = 1_048_576
@@ -112,59 +129,120 @@ class Settings:
     slack: SlackSettings
     rules_files: tuple[Path, ...]
     admin_token: str | None = None
-    config_path: Path = DEFAULT_CONFIG
+    config_path: Path | None = None  # the user's policy file; None = shipped defaults only
     queue_name: str = "triage"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-# --- YAML schema -----------------------------------------------------------------------------
-
-_SECTIONS: dict[str, set[str]] = {
-    "retry": {"max_attempts", "backoff_seconds", "retry_unknown", "retry_unknown_if_flaky",
-              "give_up_after_unrecovered"},
-    "webhook": {"verification", "max_body_bytes", "dedup_ttl_seconds"},
-    "paradime": {"timeout_seconds", "max_attempts", "artifact_max_bytes", "manifest_max_bytes", "recheck_seconds",
-                 "retry_base_seconds"},
-    "slack": {"channel", "routes", "owners", "fallback_mentions", "mention_when", "storm", "repeat_interval_seconds",
-              "per_channel_interval_seconds"},
-    "classification": {"rules_files"},
-}
+# --- the policy file ---------------------------------------------------------------------------
+#
+# The shipped ``defaults/triage.yaml`` is the schema: its sections and keys are the only ones
+# allowed, and its values are the defaults. A user's file is layered over it key by key.
 
 
-def _section(doc: Mapping[str, Any], name: str) -> Mapping[str, Any]:
-    value = doc.get(name) or {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{name}: expected a mapping, got {type(value).__name__}")
-    unknown = sorted(set(value) - _SECTIONS[name])
-    if unknown:
-        allowed = ", ".join(sorted(_SECTIONS[name]))
-        raise ConfigError(f"{name}.{unknown[0]}: unknown key (allowed: {allowed})")
-    return value
+def _read_yaml(path: Path, what: str) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{what}: file not found: {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"{what}: cannot read {path}: {exc.strerror}") from None
+    try:
+        return yaml.load(text, Loader=SafeLoader) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
 
 
-def _int(section: Mapping[str, Any], key: str, where: str, default: int, minimum: int = 0) -> int:
-    value = section.get(key, default)
+def _structured(default: Any) -> bool:
+    """A non-empty mapping in the defaults has fixed keys (a section, ``slack.storm``); an empty one
+    (``slack.owners``) is free-form and replaced whole, like lists and scalars."""
+    return isinstance(default, Mapping) and bool(default)
+
+
+def _layer(defaults: Mapping[str, Any], user: Any, where: str = "") -> dict[str, Any]:
+    """``user`` over ``defaults``: structured mappings merge key by key, anything else replaces."""
+    if not isinstance(user, Mapping):
+        raise ConfigError(f"{where or 'policy file'}: expected a mapping, got {type(user).__name__}")
+    merged = dict(defaults)
+    for key, value in user.items():
+        name = f"{where}.{key}" if where else str(key)
+        if key not in defaults:
+            kind = "key" if where else "section"
+            raise ConfigError(f"{name}: unknown {kind} (allowed: {', '.join(sorted(defaults))})")
+        if value is None:  # `key:` with nothing after it: keep the default
+            continue
+        merged[key] = _layer(defaults[key], value, name) if _structured(defaults[key]) else value
+    return merged
+
+
+def load_policy(path: str | Path | None = None) -> tuple[dict[str, Any], Path | None]:
+    """The shipped defaults with the user's policy file (if any) layered over them."""
+    doc = _read_yaml(DEFAULT_POLICY, "shipped policy")
+    if path is None:
+        return doc, None
+    user_path = Path(path).expanduser().resolve()
+    user = _read_yaml(user_path, "TRIAGE_CONFIG")
+    if not isinstance(user, Mapping):
+        raise ConfigError(f"{user_path}: top level must be a mapping of sections")
+    return _layer(doc, user), user_path
+
+
+def resolve_rules_files(classification: Mapping[str, Any], base: Path | None) -> tuple[Path, ...]:
+    """The rule files to load, in order: the shipped set (unless turned off), then the user's,
+    relative paths read from the user's policy folder."""
+    shipped = _bool(classification, "shipped_rules", "classification")
+    files = classification.get("rules_files") or []
+    if not isinstance(files, list) or not all(isinstance(f, str) and f for f in files):
+        raise ConfigError(f"classification.rules_files: expected a list of paths, got {files!r}")
+    paths = [SHIPPED_RULES] if shipped else []
+    for name in files:
+        path = Path(name).expanduser()
+        if not path.is_absolute():
+            path = (base or Path.cwd()) / path
+        if not path.is_file() and name == "rules.yaml":
+            # Before 0.2 a policy had to list the shipped rules as ``rules.yaml`` next to it.
+            log.warning("classification.rules_files: 'rules.yaml' is deprecated: the shipped rules are always "
+                        "loaded first (classification.shipped_rules); remove it from your policy")
+            continue
+        if not path.is_file():
+            raise ConfigError(f"classification.rules_files: file not found: {path}")
+        if path.resolve() not in paths:
+            paths.append(path.resolve())
+    if not paths:
+        raise ConfigError("classification: shipped_rules is false and rules_files is empty: no rules to classify with")
+    return tuple(paths)
+
+
+def configured_rules_files(environ: Mapping[str, str] | None = None) -> tuple[Path, ...]:
+    """The rule files the worker would load, from ``TRIAGE_CONFIG`` alone (for the offline tools)."""
+    environ = os.environ if environ is None else environ
+    doc, user_path = load_policy(_env(environ, "TRIAGE_CONFIG"))
+    return resolve_rules_files(doc["classification"], user_path.parent if user_path else None)
+
+
+def _int(section: Mapping[str, Any], key: str, where: str, minimum: int = 0) -> int:
+    value = section.get(key)
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"{where}.{key}: expected a whole number >= {minimum}, got {value!r}")
     return value
 
 
-def _bool(section: Mapping[str, Any], key: str, where: str, default: bool) -> bool:
-    value = section.get(key, default)
+def _bool(section: Mapping[str, Any], key: str, where: str) -> bool:
+    value = section.get(key)
     if not isinstance(value, bool):
         raise ConfigError(f"{where}.{key}: expected true or false, got {value!r}")
     return value
 
 
-def _number(section: Mapping[str, Any], key: str, where: str, default: float) -> float:
-    value = section.get(key, default)
+def _number(section: Mapping[str, Any], key: str, where: str) -> float:
+    value = section.get(key)
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise ConfigError(f"{where}.{key}: expected a positive number, got {value!r}")
     return float(value)
 
 
-def _seconds_list(section: Mapping[str, Any], key: str, where: str, default: tuple[float, ...]):
-    value = section.get(key, list(default))
+def _seconds_list(section: Mapping[str, Any], key: str, where: str) -> tuple[float, ...]:
+    value = section.get(key)
     items = value if isinstance(value, list) else [value]
     if not items:
         raise ConfigError(f"{where}.{key}: expected a number or a non-empty list of numbers")
@@ -180,87 +258,83 @@ def _env(environ: Mapping[str, str], name: str) -> str | None:
 
 
 def load_settings(environ: Mapping[str, str] | None = None, path: str | Path | None = None) -> Settings:
-    """Read the environment and the YAML policy file; raise ConfigError naming the bad key."""
-    environ = os.environ if environ is None else environ
-    config_path = Path(path or _env(environ, "TRIAGE_CONFIG") or DEFAULT_CONFIG)
-    try:
-        doc = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"TRIAGE_CONFIG: file not found: {config_path}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{config_path}: not valid YAML: {exc}") from None
-    if not isinstance(doc, Mapping):
-        raise ConfigError(f"{config_path}: top level must be a mapping of sections")
-    unknown = sorted(set(doc) - set(_SECTIONS))
-    if unknown:
-        raise ConfigError(f"{unknown[0]}: unknown section (allowed: {', '.join(sorted(_SECTIONS))})")
+    """Read the environment and the layered policy; raise ConfigError naming the bad key.
 
-    r = _section(doc, "retry")
-    retry = RetryPolicy(
-        max_attempts=_int(r, "max_attempts", "retry", 2),
-        backoff_seconds=_seconds_list(r, "backoff_seconds", "retry", (60.0, 300.0)),
-        retry_unknown=_bool(r, "retry_unknown", "retry", False),
-        retry_unknown_if_flaky=_bool(r, "retry_unknown_if_flaky", "retry", False),
-        give_up_after_unrecovered=_int(r, "give_up_after_unrecovered", "retry", 3),
+    Only what every process needs is required here (a valid policy, a well-formed ``REDIS_URL``);
+    ``require_web`` and ``require_worker`` check what each process needs on top, so that a worker's
+    environment need not hold the webhook secret, nor the web's the Paradime key.
+    """
+    environ = os.environ if environ is None else environ
+    doc, user_path = load_policy(path or _env(environ, "TRIAGE_CONFIG"))
+    redis_url = _env(environ, "REDIS_URL") or DEFAULT_REDIS_URL
+    check_redis_url(redis_url)
+    return Settings(
+        redis_url=redis_url,
+        retry=_retry_policy(doc["retry"]),
+        webhook=_webhook_settings(doc["webhook"], environ),
+        paradime=_paradime_settings(doc["paradime"], environ),
+        slack=_slack_settings(doc["slack"], environ),
+        rules_files=resolve_rules_files(doc["classification"], user_path.parent if user_path else None),
+        admin_token=_env(environ, "TRIAGE_ADMIN_TOKEN"),
+        config_path=user_path,
     )
 
-    w = _section(doc, "webhook")
-    mode = _env(environ, "TRIAGE_WEBHOOK_VERIFICATION") or w.get("verification", "auto")
-    if mode not in VERIFICATION_MODES:
-        raise ConfigError(f"webhook.verification: {mode!r} is not one of {', '.join(VERIFICATION_MODES)}")
+
+def _retry_policy(r: Mapping[str, Any]) -> RetryPolicy:
+    return RetryPolicy(
+        max_attempts=_int(r, "max_attempts", "retry"),
+        backoff_seconds=_seconds_list(r, "backoff_seconds", "retry"),
+        retry_unknown=_bool(r, "retry_unknown", "retry"),
+        retry_unknown_if_flaky=_bool(r, "retry_unknown_if_flaky", "retry"),
+        give_up_after_unrecovered=_int(r, "give_up_after_unrecovered", "retry"),
+    )
+
+
+def _webhook_settings(w: Mapping[str, Any], environ: Mapping[str, str]) -> WebhookSettings:
+    mode = _env(environ, "TRIAGE_WEBHOOK_VERIFICATION") or w.get("verification")
+    if mode != "auto" and mode not in {v.value for v in Verification}:
+        raise ConfigError(f"webhook.verification: {mode!r} is not one of auto, {', '.join(v for v in Verification)}")
     secret = _env(environ, "PARADIME_WEBHOOK_SECRET")
     token = _env(environ, "PARADIME_WEBHOOK_TOKEN")
     if mode == "auto":
-        mode = "signature" if secret else "token" if token else ""
-        if not mode:
-            raise ConfigError(
-                "PARADIME_WEBHOOK_SECRET: not set, nor PARADIME_WEBHOOK_TOKEN; set one, or set "
-                "webhook.verification: none (or TRIAGE_WEBHOOK_VERIFICATION=none) to accept unverified webhooks"
-            )
-    if mode == "signature":
-        if not secret:
-            raise ConfigError("PARADIME_WEBHOOK_SECRET: required by webhook.verification: signature")
-        _check_whsec(secret)
-    if mode == "token" and not token:
-        raise ConfigError("PARADIME_WEBHOOK_TOKEN: required by webhook.verification: token")
-    webhook = WebhookSettings(
-        verification=mode,
+        resolved = Verification.SIGNATURE if secret else Verification.TOKEN if token else None
+    else:
+        resolved = Verification(mode)
+    return WebhookSettings(
+        verification=resolved,
         secret=secret,
         token=token,
-        max_body_bytes=_int(w, "max_body_bytes", "webhook", 1_048_576, minimum=1024),
-        dedup_ttl_seconds=_int(w, "dedup_ttl_seconds", "webhook", 604_800, minimum=60),
+        max_body_bytes=_int(w, "max_body_bytes", "webhook", minimum=1024),
+        dedup_ttl_seconds=_int(w, "dedup_ttl_seconds", "webhook", minimum=60),
     )
 
-    p = _section(doc, "paradime")
-    endpoint = _env(environ, "PARADIME_API_ENDPOINT")
-    if endpoint and not endpoint.startswith(("https://", "http://")):
-        raise ConfigError(f"PARADIME_API_ENDPOINT: expected an http(s) URL, got {endpoint!r}")
-    paradime = ParadimeSettings(
-        endpoint=endpoint,
+
+def _paradime_settings(p: Mapping[str, Any], environ: Mapping[str, str]) -> ParadimeSettings:
+    return ParadimeSettings(
+        endpoint=_env(environ, "PARADIME_API_ENDPOINT"),
         api_key=_env(environ, "PARADIME_API_KEY"),
         api_secret=_env(environ, "PARADIME_API_SECRET"),
-        timeout_seconds=_number(p, "timeout_seconds", "paradime", 15.0),
-        max_attempts=_int(p, "max_attempts", "paradime", 4, minimum=1),
-        artifact_max_bytes=_int(p, "artifact_max_bytes", "paradime", 50 * 1024 * 1024, minimum=1024),
-        manifest_max_bytes=_int(p, "manifest_max_bytes", "paradime", 1024 * 1024 * 1024, minimum=1024),
-        recheck_seconds=_seconds_list(p, "recheck_seconds", "paradime", (10.0, 30.0, 60.0, 120.0, 300.0)),
-        retry_base_seconds=_number(p, "retry_base_seconds", "paradime", 1.0),
+        timeout_seconds=_number(p, "timeout_seconds", "paradime"),
+        max_attempts=_int(p, "max_attempts", "paradime", minimum=1),
+        artifact_max_bytes=_int(p, "artifact_max_bytes", "paradime", minimum=1024),
+        manifest_max_bytes=_int(p, "manifest_max_bytes", "paradime", minimum=1024),
+        recheck_seconds=_seconds_list(p, "recheck_seconds", "paradime"),
+        retry_base_seconds=_number(p, "retry_base_seconds", "paradime"),
     )
 
-    s = _section(doc, "slack")
+
+def _slack_settings(s: Mapping[str, Any], environ: Mapping[str, str]) -> SlackSettings:
     channel = s.get("channel")
     if channel is not None and not isinstance(channel, str):
         raise ConfigError(f"slack.channel: expected a channel name or id, got {channel!r}")
-    mention_when = s.get("mention_when", "needs_human")
+    mention_when = s.get("mention_when")
     if mention_when not in ("needs_human", "always", "never"):
         raise ConfigError(f"slack.mention_when: {mention_when!r} is not one of needs_human, always, never")
-    storm = s.get("storm") or {}
-    if not isinstance(storm, Mapping) or set(storm) - {"window_seconds", "min_schedules", "hold_seconds"}:
-        raise ConfigError("slack.storm: expected a mapping with window_seconds, min_schedules, hold_seconds")
+    storm = s["storm"]
     fallback = s.get("fallback_mentions") or []
     if not isinstance(fallback, list) or not all(isinstance(m, str) for m in fallback):
         raise ConfigError(f"slack.fallback_mentions: expected a list of Slack ids, got {fallback!r}")
-    slack = SlackSettings(
+    return SlackSettings(
         webhook_url=_env(environ, "SLACK_WEBHOOK_URL"),
         bot_token=_env(environ, "SLACK_BOT_TOKEN"),
         channel=_env(environ, "SLACK_CHANNEL") or channel,
@@ -269,34 +343,90 @@ def load_settings(environ: Mapping[str, str] | None = None, path: str | Path | N
         owners=_owners(s.get("owners")),
         fallback_mentions=tuple(slack_mention(m, "slack.fallback_mentions") for m in fallback),
         mention_when=mention_when,
-        storm_window_seconds=_int(storm, "window_seconds", "slack.storm", 900, minimum=1),
-        storm_min_schedules=_int(storm, "min_schedules", "slack.storm", 3),
-        storm_hold_seconds=_int(storm, "hold_seconds", "slack.storm", 60),
-        repeat_interval_seconds=_int(s, "repeat_interval_seconds", "slack", 21_600),
-        per_channel_interval_seconds=_number(s, "per_channel_interval_seconds", "slack", 1.0),
+        storm_window_seconds=_int(storm, "window_seconds", "slack.storm", minimum=1),
+        storm_min_schedules=_int(storm, "min_schedules", "slack.storm"),
+        storm_hold_seconds=_int(storm, "hold_seconds", "slack.storm"),
+        repeat_interval_seconds=_int(s, "repeat_interval_seconds", "slack"),
+        per_channel_interval_seconds=_number(s, "per_channel_interval_seconds", "slack"),
     )
-    if slack.mode == "api" and not slack.channel:
-        raise ConfigError("SLACK_CHANNEL: required with SLACK_BOT_TOKEN (or set slack.channel)")
 
-    c = _section(doc, "classification")
-    files = c.get("rules_files", ["rules.yaml"])
-    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
-        raise ConfigError(f"classification.rules_files: expected a list of paths, got {files!r}")
-    rules_files = tuple(config_path.parent / f for f in files)
-    for f in rules_files:
-        if not f.is_file():
-            raise ConfigError(f"classification.rules_files: file not found: {f}")
 
-    return Settings(
-        redis_url=_env(environ, "REDIS_URL") or "redis://127.0.0.1:6379/0",
-        retry=retry,
-        webhook=webhook,
-        paradime=paradime,
-        slack=slack,
-        rules_files=rules_files,
-        admin_token=_env(environ, "TRIAGE_ADMIN_TOKEN"),
-        config_path=config_path,
-    )
+# --- what each process needs ----------------------------------------------------------------
+
+
+def check_redis_url(url: str) -> None:
+    """``REDIS_URL`` must be a URL redis-py can use; the message never repeats a password."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(f"REDIS_URL: expected redis://host:port/db, rediss://… or unix://…, got {redact_url(url)!r}")
+    try:
+        ConnectionPool.from_url(url)
+        if parts.scheme != "unix" and not parts.hostname:
+            raise ValueError("no host")
+    except ValueError:
+        raise ConfigError(f"REDIS_URL: not a valid Redis URL: {redact_url(url)!r}") from None
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, for messages and check-config."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url if "://" in url else url.split("@")[-1]
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = f"{parts.username}:" if parts.username else ":"
+    return urlunsplit(parts._replace(netloc=f"{user}***@{netloc}"))
+
+
+def require_web(settings: Settings) -> None:
+    """The web process verifies webhooks: it needs a verification mode and its secret or token."""
+    mode, webhook = settings.webhook.verification, settings.webhook
+    if mode is None:
+        raise ConfigError(
+            "PARADIME_WEBHOOK_SECRET: not set, nor PARADIME_WEBHOOK_TOKEN; set one, or set "
+            "webhook.verification: none (or TRIAGE_WEBHOOK_VERIFICATION=none) to accept unverified webhooks"
+        )
+    if mode is Verification.SIGNATURE:
+        if not webhook.secret:
+            raise ConfigError("PARADIME_WEBHOOK_SECRET: required by webhook.verification: signature")
+        _check_whsec(webhook.secret)
+    if mode is Verification.TOKEN and not webhook.token:
+        raise ConfigError("PARADIME_WEBHOOK_TOKEN: required by webhook.verification: token")
+
+
+def require_worker(settings: Settings) -> list[str]:
+    """The worker reads runs, retries them and posts to Slack; return warnings worth a log line."""
+    require_paradime(settings)
+    endpoint = urlsplit(settings.paradime.endpoint or "")
+    if endpoint.scheme not in ("https", "http") or not endpoint.hostname:
+        raise ConfigError("PARADIME_API_ENDPOINT: expected https://api…paradime.io/api/v1/<token>/graphql")
+    return _check_slack(settings.slack)
+
+
+_WEBHOOK_PATH = re.compile(r"^/services/T[A-Z0-9]+/B[A-Z0-9]+/[A-Za-z0-9]+/?$")
+_BOT_TOKEN = re.compile(r"^xox[bpea]-[A-Za-z0-9-]+$")
+
+
+def _check_slack(slack: SlackSettings) -> list[str]:
+    warnings = []
+    if slack.webhook_url:
+        url = urlsplit(slack.webhook_url)
+        if url.scheme not in ("https", "http") or not url.hostname:
+            raise ConfigError("SLACK_WEBHOOK_URL: expected https://hooks.slack.com/services/T…/B…/…")
+        if not _WEBHOOK_PATH.match(url.path):
+            raise ConfigError(f"SLACK_WEBHOOK_URL: the path on {url.hostname} is not an incoming-webhook path "
+                              "(/services/T…/B…/…); copy the URL from the Slack app's Incoming Webhooks page")
+    if slack.bot_token:
+        if not _BOT_TOKEN.match(slack.bot_token):
+            raise ConfigError("SLACK_BOT_TOKEN: expected a Slack token (xoxb-…)")
+        if not slack.channel:
+            raise ConfigError("SLACK_CHANNEL: required with SLACK_BOT_TOKEN (or set slack.channel)")
+        if slack.webhook_url:
+            warnings.append("SLACK_WEBHOOK_URL: ignored, SLACK_BOT_TOKEN is set too (bot-token mode wins)")
+    if slack.api_url:
+        url = urlsplit(slack.api_url)
+        if url.scheme not in ("https", "http") or not url.hostname:
+            raise ConfigError(f"SLACK_API_URL: expected an http(s) URL, got {slack.api_url!r}")
+    return warnings
 
 
 _SLACK_ID = re.compile(r"^[UWS][A-Z0-9]{2,}$")
