@@ -128,7 +128,7 @@ def test_no_verification_must_be_explicit_and_is_logged_loudly(service_env, monk
 
     monkeypatch.delenv("PARADIME_WEBHOOK_SECRET")
     with pytest.raises(ConfigError, match="PARADIME_WEBHOOK_SECRET: not set"):
-        load_settings()
+        create_app(load_settings())
     monkeypatch.setenv("TRIAGE_WEBHOOK_VERIFICATION", "none")
     with caplog.at_level("WARNING"):
         client = create_app(load_settings()).test_client()

@@ -9,7 +9,7 @@ from redis import Redis
 from werkzeug.exceptions import HTTPException
 
 from triage import broker
-from triage.config import Settings, load_settings
+from triage.config import Settings, Verification, load_settings, require_web
 from triage.intake import bp as intake_bp
 from triage.store import Store
 
@@ -17,8 +17,13 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None, redis: Redis | None = None) -> Flask:
-    """Build the web app. Settings are read (and checked) here, so a bad config stops gunicorn at start."""
+    """Build the web app. Settings are read (and checked) here, so a bad config stops gunicorn at start.
+
+    No Redis call is made here: a web process whose Redis is down still starts, and answers 503
+    on ``/healthz`` and on intake until Redis is back.
+    """
     settings = settings or load_settings()
+    require_web(settings)
     redis = redis or broker.connect(settings.redis_url)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook.max_body_bytes
@@ -47,7 +52,7 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
         log.exception("unexpected error")
         return jsonify(error="internal", message="unexpected error; it has been logged"), 500
 
-    if settings.webhook.verification == "none":
+    if settings.webhook.verification is Verification.NONE:
         log.warning("=" * 72)
         log.warning("WEBHOOK VERIFICATION IS OFF (webhook.verification: none): anyone who can reach")
         log.warning("/webhooks/paradime can make this service retry runs. Set PARADIME_WEBHOOK_SECRET.")

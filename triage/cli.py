@@ -1,9 +1,15 @@
-"""``triage`` command line: the demo, a configuration check, and the offline rule-tuning tools."""
+"""``triage`` command line: the two processes (``web``, ``worker``), the demo, a configuration
+check, and the offline rule-tuning tools."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+
+#: What ``triage web`` runs: gunicorn with the package's settings module, so no file of the checkout is needed.
+GUNICORN = ["-m", "gunicorn", "--config", "python:triage.gunicorn_conf"]
+APP = "triage.app:create_app()"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -15,9 +21,16 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--workers", type=int, default=2, help="RQ worker processes (default 2)")
     demo.add_argument("--verbose", action="store_true", help="show the service's own logs")
 
-    sub.add_parser("check-config", help="load the configuration (env + TRIAGE_CONFIG) and report problems")
+    sub.add_parser("web", help="run the web process (gunicorn); arguments after it go to gunicorn")
+    sub.add_parser("worker", help="run an RQ worker with the scheduler; `triage worker --help` for its options")
 
-    rules_help = "rule file, repeatable; later files add or override rules (default: config/rules.yaml)"
+    cc = sub.add_parser("check-config", help="show what the environment and TRIAGE_CONFIG resolve to, and "
+                                             "whether web and worker would start with them")
+    cc.add_argument("--probe", action="store_true", help="also try Redis, Paradime and Slack")
+    cc.add_argument("--only", choices=("web", "worker"), help="check one process's settings (its own env file)")
+
+    rules_help = ("rule file, repeatable; replaces the rules the worker would use (default: the shipped rules "
+                  "plus TRIAGE_CONFIG's classification.rules_files)")
     cl = sub.add_parser("classify", help="classify run_results.json / dbt log files offline and print the verdicts")
     cl.add_argument("paths", nargs="+", metavar="PATH", help="run_results.json, dbt log, manifest.json (owners)")
     cl.add_argument("--rules", action="append", metavar="FILE", help=rules_help)
@@ -39,13 +52,22 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--min-transient-recall", type=float, default=0.0, metavar="R",
                     help="also fail when fewer than this share of transient messages are recognised (0-1)")
 
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["web"]:  # everything after `web` is gunicorn's, after `worker` the worker's
+        return _web(argv[1:])
+    if argv[:1] == ["worker"]:
+        from workers.worker import main as worker_main
+
+        return worker_main(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "demo":
         from triage.demo import run_demo
 
         return run_demo(workers=args.workers, verbose=args.verbose)
     if args.command == "check-config":
-        return _check_config()
+        from triage.checkconfig import check
+
+        return check(only=args.only, probe=args.probe)
     if args.command == "classify":
         return _classify(args)
     if args.command == "slack-preview":
@@ -55,10 +77,20 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-def _rules(files: list[str] | None):
-    from triage.classify import DEFAULT_RULES_PATH, RuleSet
+def _web(gunicorn_args: list[str]) -> int:
+    """Replace this process with gunicorn, so that signals from systemd or a platform reach it directly."""
+    import triage.gunicorn_conf  # noqa: F401  (checks the settings, and gunicorn's env, with one-line errors)
 
-    return RuleSet.load(*(files or [DEFAULT_RULES_PATH]))
+    os.execv(sys.executable, [sys.executable, *GUNICORN, *gunicorn_args, APP])
+    return 0  # not reached
+
+
+def _rules(files: list[str] | None):
+    """The worker's rule set (from TRIAGE_CONFIG), unless ``--rules`` names the files."""
+    from triage.classify import RuleSet
+    from triage.config import configured_rules_files
+
+    return RuleSet.load(*(files or configured_rules_files()))
 
 
 def _classify(args) -> int:
@@ -107,26 +139,6 @@ def _eval(args) -> int:
     if recall < args.min_transient_recall:
         print(f"FAIL: transient recall {recall:.1%} is below {args.min_transient_recall:.0%}", file=sys.stderr)
         return 1
-    return 0
-
-
-def _check_config() -> int:
-    from triage.classify import RuleSet
-    from triage.config import load_settings
-    from triage.errors import ConfigError
-
-    try:
-        settings = load_settings()
-        rules = RuleSet.load(*settings.rules_files)
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
-    print(f"config: {settings.config_path}")
-    print(f"webhook verification: {settings.webhook.verification}")
-    print(f"paradime API: {'configured' if settings.paradime.configured else 'NOT configured (worker will refuse)'}")
-    print(f"slack: {settings.slack.mode}")
-    print(f"retry: at most {settings.retry.max_attempts}, backoff {list(settings.retry.backoff_seconds)} s")
-    print(f"rules: {len(rules.rules)} from {', '.join(str(p) for p in settings.rules_files)}")
     return 0
 
 

@@ -104,6 +104,29 @@ class SlackNotifier:
         elif self.mode == "webhook":
             self._hook = WebhookClient(settings.webhook_url, timeout=int(timeout), retry_handlers=_handlers())
 
+    def check_access(self) -> str:
+        """Prove the credentials work without posting anything; return who we post as.
+
+        Bot mode: ``auth.test``. Incoming-webhook mode: an empty payload, which Slack refuses with
+        ``400 no_text``/``invalid_payload`` for a live URL and ``403``/``404``/``410`` for a dead one.
+        Raises UpstreamError, ``retryable=False`` when the credential itself is refused.
+        """
+        if self._web is not None:
+            resp = self._call("auth.test", self._web.auth_test)
+            return f"{resp.get('user') or 'bot'} in {resp.get('team') or 'workspace'}"
+        if self._hook is not None:
+            try:
+                resp = self._hook.send_dict({})
+            except (SlackClientError, OSError) as exc:
+                raise UpstreamError(f"Slack incoming webhook: {exc.__class__.__name__}") from None
+            if resp.status_code in (401, 403, 404, 410):
+                raise UpstreamError(f"Slack incoming webhook: HTTP {resp.status_code} {resp.body[:60]!r}: "
+                                    "the URL was refused (revoked, or the channel is gone)", retryable=False)
+            if resp.status_code >= 500:
+                raise UpstreamError(f"Slack incoming webhook: HTTP {resp.status_code}")
+            return "incoming webhook"
+        return "log (Slack not configured)"
+
     @property
     def threads(self) -> bool:
         return self.mode == "api"
@@ -148,9 +171,16 @@ class SlackNotifier:
             status = exc.response.status_code if exc.response is not None else 0
             if status == 429:
                 raise RateLimited(method, _retry_after(exc.response.headers)) from None
-            raise UpstreamError(f"Slack {method}: {error}", retryable=status >= 500 or status == 429) from None
+            refused = error in _CREDENTIAL_ERRORS
+            raise UpstreamError(f"Slack {method}: {error}",
+                                retryable=not refused and (status >= 500 or status == 429)) from None
         except (SlackClientError, OSError) as exc:
             raise UpstreamError(f"Slack {method}: {exc.__class__.__name__}") from None
+
+
+#: Slack Web API errors that mean the token itself is no good (https://api.slack.com/methods/auth.test).
+_CREDENTIAL_ERRORS = frozenset({"not_authed", "invalid_auth", "account_inactive", "token_revoked",
+                                "token_expired", "no_permission", "missing_scope", "not_allowed_token_type"})
 
 
 def _retry_after(headers) -> float:

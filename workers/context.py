@@ -9,7 +9,7 @@ from rq import Queue
 
 from triage import broker
 from triage.classify import RuleSet
-from triage.config import Settings, load_settings, require_paradime
+from triage.config import Settings, load_settings, require_worker
 from triage.history import History
 from triage.paradime import ParadimeClient
 from triage.slack import SlackNotifier
@@ -28,7 +28,7 @@ class Context:
 
 
 def build(settings: Settings) -> Context:
-    require_paradime(settings)
+    require_worker(settings)
     redis = broker.connect(settings.redis_url)
     return Context(
         history=History(redis),

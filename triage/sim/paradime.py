@@ -29,6 +29,7 @@ import secrets
 import threading
 import time
 import uuid
+import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -525,6 +526,7 @@ class ParadimeSimulator:
             "retryBoltRunFromFailure": self._op_retry_from_failure,
             "cancelBoltRun": self._op_cancel,
             "boltScheduleName": self._op_schedule_name,
+            "listBoltSchedules": self._op_list_schedules,
         }
 
     # ------------------------------------------------------------------ lifecycle
@@ -974,6 +976,21 @@ class ParadimeSimulator:
             "uuid": schedule.uuid,
             "source": schedule.source,
         }
+
+    def _op_list_schedules(self, args: dict) -> dict:
+        offset, limit = _int_arg(args, "offset"), _int_arg(args, "limit")
+        schedules = sorted(self._schedules.values(), key=lambda s: s.name)
+        page = []
+        for schedule in schedules[offset:offset + limit]:
+            latest = self._latest_run(schedule.name)
+            page.append({
+                "name": schedule.name, "schedule": schedule.schedule, "owner": schedule.owner,
+                "lastRunAt": _iso_z(datetime.fromtimestamp(latest.created_at, timezone.utc)) if latest else None,
+                "lastRunState": latest.state if latest else None, "nextRunAt": None,
+                "id": zlib.crc32(schedule.name.encode()) % 1_000_000, "uuid": schedule.uuid, "source": schedule.source,
+                "commands": list(schedule.commands), "gitBranch": schedule.branch,
+            })
+        return {"schedules": page, "totalCount": len(schedules)}
 
     def _known_run(self, run_id: int) -> SimRun:
         if run_id not in self._runs:
