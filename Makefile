@@ -6,12 +6,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint check-config clean
+.PHONY: demo test test-fast lint check-config clean
 
-$(STAMP): pyproject.toml
+# Dependencies come from the pinned, hashed set (config/requirements-dev.txt, made by pip-compile:
+# see its header); the project itself is installed editable on top, without resolving again.
+$(STAMP): pyproject.toml config/requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes -r config/requirements-dev.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 demo: $(STAMP)          ## run the whole service on embedded Redis + simulators
@@ -19,6 +21,9 @@ demo: $(STAMP)          ## run the whole service on embedded Redis + simulators
 
 test: $(STAMP)          ## run the test suite (Redis: 127.0.0.1:6379 db 15, else a private one)
 	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)     ## the suite without the slow (wheel, venv, fault) tests
+	$(BIN)/python -m pytest -q -m 'not slow'
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

