@@ -140,7 +140,11 @@ def test_stack_info_is_redacted_too():
 
 
 @pytest.mark.parametrize("fmt", ["text", "json"])
-def test_library_lines_inside_bound_carry_the_triage_id(fmt):
+def test_library_lines_inside_bound_carry_the_triage_id(fmt, request):
+    for name in ("urllib3.connectionpool", "rq.worker"):  # an earlier RQ worker in this process sets its own level
+        logger = logging.getLogger(name)
+        request.addfinalizer(lambda logger=logger, level=logger.level: logger.setLevel(level))
+        logger.setLevel(logging.NOTSET)
     out = _capture(fmt, level="DEBUG")
     library = logging.getLogger("urllib3.connectionpool")
     library.debug("before")
