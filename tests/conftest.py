@@ -115,6 +115,7 @@ def policy(tmp_path: Path) -> dict:
     """The YAML policy used by the service under test; tests edit it before ``service`` starts."""
     doc = yaml.safe_load(DEFAULT_POLICY.read_text())
     doc["retry"]["backoff_seconds"] = 0
+    doc["jobs"]["retry_intervals"] = [0]  # a crashed attempt is tried again at once
     doc["paradime"].update(recheck_seconds=[0.2, 0.2, 0.2], retry_base_seconds=0.01, timeout_seconds=2,
                            max_attempts=3)
     doc["slack"]["per_channel_interval_seconds"] = 0.01  # pacing has its own test

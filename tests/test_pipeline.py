@@ -246,7 +246,7 @@ def test_a_mutation_with_no_clear_answer_is_not_sent_again(service, paradime, sl
     run_id = failed_run(paradime, dbt_run(LOCK))
     paradime.fail_next("retryBoltRun", kind="http_500")
     paradime.deliver(run_id)
-    service.drain(until=lambda: story(service, run_id).get("status") == "unknown")
+    service.drain(until=lambda: story(service, run_id).get("status") == "needs_human")
     assert len(paradime.calls_of("retryBoltRun")) == 1
     assert any("no clear answer" in m.text for m in slack.messages)
 
@@ -272,7 +272,7 @@ def test_backoff_uses_the_rq_scheduler(service, paradime, redis):
 def _triage_of(service, run_id: int) -> dict | None:
     for key in service.redis.keys("bt:triage:*"):
         fields = {k.decode(): json.loads(v) for k, v in service.redis.hgetall(key).items()}
-        if fields.get("run_id") == run_id and fields.get("status") == "triaged":
+        if fields.get("run_id") == run_id and fields.get("outcome") == "triaged":
             return fields
     return None
 

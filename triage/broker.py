@@ -6,14 +6,23 @@ an operator and cannot execute code when it is loaded.
 
 from __future__ import annotations
 
+from typing import Any
+
 from redis import Redis
-from rq import Queue
+from redis.client import Pipeline
+from rq import Callback, Queue, Retry
+from rq.job import Job
 from rq.serializers import JSONSerializer
+
+from triage.config import JobPolicy
 
 #: Dotted paths, so the web app never imports the worker code.
 TRIAGE_JOB = "workers.jobs.triage_webhook"
 RETRY_JOB = "workers.jobs.perform_retry"
 SLACK_JOB = "workers.notify.deliver"
+#: Called by RQ when a triage job fails, raising or abandoned by a dead worker (RQ's cleanup).
+TRIAGE_FAILED = "workers.jobs.triage_failed"
+RETRY_FAILED = "workers.jobs.retry_failed"
 
 #: Workers listen to both, triage first: Slack deliveries never hold up a triage.
 TRIAGE_QUEUE = "triage"
@@ -30,3 +39,30 @@ def connect(url: str) -> Redis:
 
 def queue(redis: Redis, name: str = TRIAGE_QUEUE) -> Queue:
     return Queue(name, connection=redis, serializer=JSONSerializer, default_timeout=JOB_TIMEOUT)
+
+
+def enqueue_triage(queue: Queue, triage_id: str, event: dict[str, Any], jobs: JobPolicy, *, job_id: str,
+                   check: int = 0, pipeline: Pipeline | None = None, description: str = "") -> Job:
+    """A triage job as every path makes it: JSON arguments, RQ retries for a dead worker or a crash,
+    and the failure callback that dead-letters it when no attempt is left."""
+    return queue.enqueue(TRIAGE_JOB, triage_id, event, check, job_id=job_id, failure_ttl=FAILURE_TTL,
+                         description=description or f"triage {triage_id}", retry=triage_retry(jobs),
+                         on_failure=triage_callback(), pipeline=pipeline)
+
+
+def triage_retry(jobs: JobPolicy) -> Retry | None:
+    return Retry(max=jobs.attempts - 1, interval=list(jobs.retry_intervals)) if jobs.attempts > 1 else None
+
+
+def triage_callback() -> Callback:
+    return Callback(TRIAGE_FAILED)
+
+
+def job_alive(redis: Redis, job_id: str | None) -> bool:
+    """Will this job still run (queued, scheduled, started, waiting on a dependency, or done)?"""
+    if not job_id:
+        return False
+    job = Queue(TRIAGE_QUEUE, connection=redis, serializer=JSONSerializer).fetch_job(job_id)
+    if job is None:
+        return False
+    return job.get_status(refresh=False) not in ("failed", "stopped", "canceled")

@@ -59,6 +59,14 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
+class JobPolicy:
+    """How often RQ attempts one triage job (a dead worker's job included) before it is dead-lettered."""
+
+    attempts: int = 3
+    retry_intervals: tuple[float, ...] = (10.0, 60.0)
+
+
+@dataclass(frozen=True)
 class WebhookSettings:
     verification: Verification | None = None  # None: neither secret nor token set (the web refuses to start)
     secret: str | None = None
@@ -128,6 +136,7 @@ class Settings:
     paradime: ParadimeSettings
     slack: SlackSettings
     rules_files: tuple[Path, ...]
+    jobs: JobPolicy = JobPolicy()
     admin_token: str | None = None
     config_path: Path | None = None  # the user's policy file; None = shipped defaults only
     queue_name: str = "triage"
@@ -271,6 +280,8 @@ def load_settings(environ: Mapping[str, str] | None = None, path: str | Path | N
     return Settings(
         redis_url=redis_url,
         retry=_retry_policy(doc["retry"]),
+        jobs=JobPolicy(attempts=_int(doc["jobs"], "attempts", "jobs", minimum=1),
+                       retry_intervals=_seconds_list(doc["jobs"], "retry_intervals", "jobs")),
         webhook=_webhook_settings(doc["webhook"], environ),
         paradime=_paradime_settings(doc["paradime"], environ),
         slack=_slack_settings(doc["slack"], environ),

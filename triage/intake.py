@@ -1,5 +1,10 @@
 """``POST /webhooks/paradime``: verify, validate, deduplicate, enqueue, answer 202. Fast.
 
+Claim, record and enqueue are one Redis transaction (``Store.admit``): a delivery is either
+accepted whole or answered 503 with nothing left behind. A redelivery of a webhook whose triage
+will not complete by itself (dead-lettered, or its job lost) starts a new attempt of that triage
+(202 ``requeued``) instead of being answered ``duplicate``.
+
 No call to Paradime or Slack happens here; the only I/O is Redis. The order of the
 checks is deliberate: size (413) and authenticity (401) come before parsing (400),
 so an unauthenticated sender learns nothing about what a valid body looks like.
@@ -15,6 +20,7 @@ from redis.exceptions import RedisError
 
 from triage import broker
 from triage.errors import PayloadError
+from triage.lifecycle import TriageStatus
 from triage.paradime import redact_url
 from triage.store import new_triage_id
 from triage.verify import delivery_id, verify
@@ -63,23 +69,30 @@ def receive(path_token: str | None = None):
     wid = delivery_id(request.headers)
     if wid:
         keys.insert(0, f"delivery:{wid[:200]}")
-    store, queue = ctx["store"], ctx["queue"]
+    store, queue, jobs = ctx["store"], ctx["queue"], settings.jobs
+    job_id = f"triage-{triage_id}"
+    record = {"status": TriageStatus.QUEUED, "received_at": time.time(), "event": event.to_dict(),
+              "delivery_id": wid, "run_id": event.run_id, "schedule_name": event.schedule_name,
+              "job_id": job_id, "attempts": 1, "triggered_by": "webhook"}
+    description = f"triage {event.event_type} {event.dedup_key}"
+
+    def enqueue(pipe, tid=triage_id, jid=job_id):
+        broker.enqueue_triage(queue, tid, event.to_dict(), jobs, job_id=jid, pipeline=pipe, description=description)
+
     try:
-        earlier = store.claim_delivery(keys, triage_id)
+        earlier = store.admit(keys, triage_id, record, enqueue)
         if earlier:
-            log.info("duplicate delivery of %s; already triage %s", event.dedup_key, earlier)
+            again = store.get_triage(earlier) or {}
+            if broker.job_alive(store.redis, again.get("job_id")):
+                log.info("duplicate delivery of %s; already triage %s", event.dedup_key, earlier)
+                return jsonify(status="duplicate", triage_id=earlier), 200
+            # Its triage will not complete by itself (dead-lettered, or its job lost): a new attempt.
+            retry_id = f"triage-{earlier}-a{int(again.get('attempts', 1)) + 1}"
+            if store.reopen(earlier, lambda pipe: enqueue(pipe, earlier, retry_id), job_id=retry_id):
+                log.info("redelivery of %s: triage %s had not completed (%s); attempt queued", event.dedup_key,
+                         earlier, again.get("status", "no record"))
+                return jsonify(status="requeued", triage_id=earlier, run_id=event.run_id), 202
             return jsonify(status="duplicate", triage_id=earlier), 200
-        try:
-            store.save_triage(triage_id, status="queued", received_at=time.time(), event=event.to_dict(),
-                              delivery_id=wid, run_id=event.run_id, schedule_name=event.schedule_name)
-            queue.enqueue(
-                broker.TRIAGE_JOB, triage_id, event.to_dict(),
-                job_id=f"triage-{triage_id}", failure_ttl=broker.FAILURE_TTL,
-                description=f"triage {event.event_type} {event.dedup_key}",
-            )
-        except RedisError:
-            store.release_delivery(keys)
-            raise
     except RedisError as exc:
         log.error("Redis unavailable, asking the sender to deliver again: %s", exc.__class__.__name__)
         resp, status = _error(503, "unavailable", "queue unavailable; deliver again later")

@@ -15,7 +15,7 @@ from triage.config import SlackSettings
 from triage.models import Failure
 
 #: Story outcomes that need a human to act.
-NEEDS_HUMAN = frozenset({"not_retried", "gave_up", "unknown", "error"})
+NEEDS_HUMAN = frozenset({"not_retried", "gave_up", "needs_human", "unknown", "error"})
 
 
 def channel_for(settings: SlackSettings, schedule: str | None, failures: Iterable[Failure]) -> str | None:

@@ -15,12 +15,20 @@ Chains of retries: ``bt:chain:<run_id>`` maps every run to its original run and 
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from redis import Redis
+from redis.client import Pipeline
+from redis.exceptions import WatchError
+
+from triage.lifecycle import IllegalTransition, TriageStatus
+
+log = logging.getLogger(__name__)
 
 PREFIX = "bt:"
 RECORD_TTL = 30 * 24 * 3600  # triage records, chains and guards outlive any retry chain
@@ -49,7 +57,7 @@ class Story:
     branch: str | None = None
     attempts: int = 0  # automatic retries issued so far
     runs: list[int] = field(default_factory=list)
-    status: str = "open"  # open | retrying | recovered | gave_up | not_retried | unknown
+    status: str = "open"  # a StoryStatus value (triage.lifecycle)
     slack_channel: str | None = None
     slack_ts: str | None = None
     flaky_nodes: list[str] = field(default_factory=list)
@@ -57,10 +65,19 @@ class Story:
     repeat_of: int | None = None  # told as a reply under this earlier run's alert (same failure again)
 
 
+_CLAIM_POST = """
+local state = redis.call('GET', KEYS[1])
+if state and state ~= 'failed' then return 0 end
+redis.call('SET', KEYS[1], 'pending', 'EX', ARGV[1])
+return 1
+"""
+
+
 class Store:
     def __init__(self, redis: Redis, dedup_ttl: int = 604_800):
         self.redis = redis
         self.dedup_ttl = dedup_ttl
+        self._claim_post = redis.register_script(_CLAIM_POST)
 
     # --- intake dedup ----------------------------------------------------------------------
 
@@ -83,20 +100,106 @@ class Store:
         return None
 
     def release_delivery(self, keys: list[str]) -> None:
-        """Undo a claim whose job could not be enqueued, so the sender's redelivery gets through."""
+        """Forget the delivery and run-event claims, so that the next delivery is triaged again."""
         self.redis.delete(*(f"{PREFIX}{k}" for k in keys))
+
+    def admit(self, keys: list[str], triage_id: str, record: dict[str, Any],
+              enqueue: Callable[[Pipeline], Any]) -> str | None:
+        """Claim every key, record the triage and enqueue its job in one MULTI/EXEC, or do nothing.
+
+        Returns the triage id holding an earlier claim (a duplicate), else None. Because the three
+        writes are one transaction, a Redis failure at any point leaves either all of them or none:
+        never a claim without a job behind it (a claim that timed out on the client but ran on the
+        server has its job too, so answering its redelivery ``duplicate`` is right).
+        """
+        full = [f"{PREFIX}{k}" for k in keys]
+        with self.redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(*full)
+                    earlier = next((v.decode() for v in pipe.mget(full) if v), None)
+                    if earlier:
+                        pipe.unwatch()
+                        return earlier
+                    pipe.multi()
+                    for key in full:
+                        pipe.set(key, triage_id, ex=self.dedup_ttl)
+                    self._record(pipe, triage_id, record)
+                    enqueue(pipe)
+                    pipe.execute()
+                    return None
+                except WatchError:  # another delivery claimed a key meanwhile: read it again
+                    continue
+
+    def reopen(self, triage_id: str, enqueue: Callable[[Pipeline], Any], **fields: Any) -> bool:
+        """Start a new attempt of a triage that will not complete by itself (failed, dead-lettered, or
+        with its job lost: the caller has checked that no job of it is alive); False when it is done or
+        canceled, or another caller reopened it first."""
+        key = f"{PREFIX}triage:{triage_id}"
+        with self.redis.pipeline() as pipe:
+            try:
+                pipe.watch(key)
+                raw = pipe.hget(key, "status")
+                status = TriageStatus(json.loads(raw)) if raw else None
+                if status in (TriageStatus.DONE, TriageStatus.CANCELED):
+                    pipe.unwatch()
+                    return False
+                pipe.multi()
+                self._record(pipe, triage_id, {**fields, "status": TriageStatus.QUEUED})
+                pipe.hincrby(key, "attempts", 1)
+                enqueue(pipe)
+                pipe.execute()
+                return True
+            except WatchError:
+                return False
+
+    def set_status(self, triage_id: str, status: TriageStatus, **fields: Any) -> None:
+        """Move a triage to ``status`` (checked against the lifecycle) and record ``fields`` with it."""
+        key = f"{PREFIX}triage:{triage_id}"
+        with self.redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    raw = pipe.hget(key, "status")
+                    if raw is not None:
+                        TriageStatus(json.loads(raw)).move_to(status)
+                    pipe.multi()
+                    self._record(pipe, triage_id, {**fields, "status": status})
+                    pipe.execute()
+                    return
+                except WatchError:
+                    continue
+
+    def advance(self, triage_id: str, status: TriageStatus, **fields: Any) -> bool:
+        """``set_status`` for a job that may be late: an illegal move (a newer state is already
+        recorded, e.g. canceled) is refused and logged, and the job goes on; False then."""
+        try:
+            self.set_status(triage_id, status, **fields)
+        except IllegalTransition as exc:
+            log.warning("triage %s: %s; left as it is", triage_id, exc)
+            return False
+        return True
+
+    def triage_status(self, triage_id: str) -> TriageStatus | None:
+        raw = self.redis.hget(f"{PREFIX}triage:{triage_id}", "status")
+        return TriageStatus(json.loads(raw)) if raw else None
 
     # --- triage records (what the operations API will list) -----------------------------------
 
     def save_triage(self, triage_id: str, **fields: Any) -> None:
+        """Record fields of a triage (not its status: ``set_status`` checks the move)."""
+        pipe = self.redis.pipeline()
+        self._record(pipe, triage_id, fields)
+        pipe.execute()
+
+    @staticmethod
+    def _record(pipe: Pipeline, triage_id: str, fields: dict[str, Any]) -> None:
         key = f"{PREFIX}triage:{triage_id}"
         data = {k: json.dumps(v) for k, v in fields.items()}
         data.setdefault("updated_at", json.dumps(time.time()))
-        pipe = self.redis.pipeline()
         pipe.hset(key, mapping=data)
         pipe.expire(key, RECORD_TTL)
         pipe.zadd(f"{PREFIX}triages", {triage_id: time.time()}, nx=True)
-        pipe.execute()
 
     def get_triage(self, triage_id: str) -> dict[str, Any] | None:
         raw = self.redis.hgetall(f"{PREFIX}triage:{triage_id}")
@@ -113,6 +216,14 @@ class Store:
     def get(self, key: str) -> str | None:
         value = self.redis.get(f"{PREFIX}{key}")
         return value.decode() if value is not None else None
+
+    def claim_post(self, key: str, ttl: int) -> bool:
+        """Claim a Slack post for sending: only when nobody holds it (absent, or its last try failed).
+
+        The claim reads ``pending`` and lives ``ttl`` seconds, so a worker killed while sending lets a
+        later delivery of the same post try again; once sent, ``put`` records the message's ts for good.
+        """
+        return bool(self._claim_post(keys=[f"{PREFIX}{key}"], args=[ttl]))
 
     def put(self, key: str, value: str, ttl: int = RECORD_TTL) -> None:
         self.redis.set(f"{PREFIX}{key}", value, ex=ttl)

@@ -60,6 +60,7 @@ EMOJI = {
     "recovered": ":white_check_mark:",
     "gave_up": ":x:",
     "unknown": ":warning:",
+    "needs_human": ":warning:",
     "error": ":warning:",
     "info": ":information_source:",
     "incident": ":rotating_light:",
@@ -118,7 +119,8 @@ INCIDENT_NOUNS = {
     "internal_error": "internal errors", "resource_limit": "capacity limits",
 }
 STATUS_WORDS = {"recovered": "recovered", "retrying": "retrying", "gave_up": "gave up",
-                "not_retried": "not retried", "unknown": "unknown"}
+                "not_retried": "not retried", "unknown": "unknown",
+                "needs_human": "needs a human"}
 
 
 @dataclass

@@ -41,7 +41,24 @@ def build(settings: Settings) -> Context:
     )
 
 
+_installed: Context | None = None
+
+
+def install(ctx: Context) -> None:
+    """Make ``ctx`` the process's context. The worker does this once, before forking work horses: each
+    horse inherits it (compiled rules, clients), so a job builds nothing; a config edit needs a restart."""
+    global _installed
+    _installed = ctx
+
+
 @functools.lru_cache(maxsize=1)
-def current() -> Context:
-    """The worker process's context; ``current.cache_clear()`` makes the next job re-read the settings."""
+def _built() -> Context:
     return build(load_settings())
+
+
+def current() -> Context:
+    """The installed context, else one built from the environment (tests, ``SimpleWorker``) and kept."""
+    return _installed if _installed is not None else _built()
+
+
+current.cache_clear = _built.cache_clear  # type: ignore[attr-defined]  # tests: re-read the settings

@@ -13,20 +13,24 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from datetime import timedelta
 from typing import Any
 
-from rq import Retry
+from rq import Callback, Retry
+from rq.exceptions import AbandonedJobError
 from rq.job import Job, get_current_job
 
-from triage import broker
+from triage import broker, logs
 from triage.decide import decide
 from triage.errors import UpstreamError
 from triage.evidence import ArtifactsNotReady, gather
+from triage.lifecycle import StoryStatus, TriageStatus
 from triage.models import (
     TERMINAL_STATES,
     Decision,
     Evidence,
+    evidence_from_dict,
     evidence_to_dict,
 )
 from triage.paradime import AmbiguousMutation
@@ -46,49 +50,90 @@ class TriageFailed(Exception):
     """Raised to file the job in RQ's failed registry with a clear reason."""
 
 
-class TriageLog(logging.LoggerAdapter):
-    """Every log line of a job carries its triage id, so one grep tells the whole story."""
-
-    def process(self, msg, kwargs):
-        return f"[{self.extra['triage_id']}] {msg}", kwargs
-
-
 # --- triage ----------------------------------------------------------------------------------
 
 
 def triage_webhook(triage_id: str, event: dict[str, Any], check: int = 0) -> dict[str, Any]:
-    """RQ entry point for one webhook delivery."""
-    ctx = context.current()
-    tlog = TriageLog(log, {"triage_id": triage_id})
+    """RQ entry point for one webhook delivery (and its re-checks, and RQ's retries of it).
+
+    Failures are not handled here but in ``triage_failed``, RQ's failure callback, which also runs
+    for a job whose worker died: so a killed triage is re-run, and the last failure is told to Slack.
+    """
     ev = WebhookEvent.from_dict(event)
-    ctx.store.save_triage(triage_id, status="running", checks=check)
-    try:
-        result = _triage(ctx, triage_id, ev, check, tlog)
-    except UpstreamError as exc:
-        recheck = ctx.settings.paradime.recheck_seconds
-        if exc.retryable and check < len(recheck):
-            tlog.warning("%s; trying the whole triage again in %gs", exc, recheck[check])
+    with logs.bound(triage_id, run_id=ev.run_id):
+        ctx = context.current()
+        status = ctx.store.triage_status(triage_id)
+        if status is not None and status.final:
+            log.info("triage is %s; this job has nothing left to do", status)
+            return {"status": "skipped", "triage_status": str(status)}
+        ctx.store.set_status(triage_id, TriageStatus.TRIAGING, checks=check, started_at=time.time())
+        try:
+            result = _triage(ctx, triage_id, ev, check)
+        except UpstreamError as exc:
+            recheck = ctx.settings.paradime.recheck_seconds
+            if not (exc.retryable and check < len(recheck)):
+                _no_more_attempts()  # a definite answer: RQ's retries would get the same one
+                raise TriageFailed(f"triage {triage_id}: {exc}") from None
+            log.warning("%s; trying the whole triage again in %gs", exc, recheck[check])
             result = _again(ctx, triage_id, ev, check, f"upstream error: {exc}")
+        outcome = {k: v for k, v in result.items() if k != "evidence"}
+        fields = {"outcome": result["status"], **{k: v for k, v in result.items() if k != "status"}}
+        if result["status"] == "waiting":
+            ctx.store.advance(triage_id, TriageStatus.WAITING, **fields)
+        elif ctx.store.triage_status(triage_id) in (TriageStatus.RETRY_SCHEDULED, TriageStatus.RETRIED,
+                                                    TriageStatus.DONE):
+            ctx.store.save_triage(triage_id, **fields)  # perform_retry ends it (it may have already)
         else:
-            _give_up(ctx, triage_id, ev, str(exc), tlog)
-            raise TriageFailed(f"triage {triage_id}: {exc}") from None
-    except Exception as exc:  # a bug or a surprise: still, somebody must hear about the failed run
-        tlog.exception("unexpected error")
-        _give_up(ctx, triage_id, ev, f"internal error ({exc.__class__.__name__}); see the worker log", tlog)
-        raise
-    ctx.store.save_triage(triage_id, **result)
-    tlog.info("done: %s", json.dumps({k: v for k, v in result.items() if k != "evidence"})[:500])
-    return {k: v for k, v in result.items() if k != "evidence"}
+            ctx.store.advance(triage_id, TriageStatus.DONE, finished_at=time.time(), **fields)
+        log.info("triage %s: %s", ctx.store.triage_status(triage_id), json.dumps(outcome)[:500])
+        return outcome
+
+
+def _no_more_attempts() -> None:
+    """Tell RQ not to retry the job now failing (the failure callback then dead-letters it)."""
+    job = get_current_job()
+    if job is not None:
+        job.retries_left = 0
+
+
+def triage_failed(job: Job, connection: Any, exc_type: type, exc: BaseException, tb: Any) -> None:
+    """RQ's failure callback: the triage raised, or its worker died (``AbandonedJobError``).
+
+    With attempts left RQ runs it again (the triage is ``failed`` meanwhile); with none, it is
+    dead-lettered and Slack hears "Could not triage run N: <reason>".
+    """
+    triage_id, event = job.args[0], job.args[1]
+    ev = WebhookEvent.from_dict(event)
+    reason = _failure_reason(exc_type, exc)
+    with logs.bound(triage_id, run_id=ev.run_id):
+        ctx = context.current()
+        if ctx.store.triage_status(triage_id) in (TriageStatus.DONE, TriageStatus.CANCELED):
+            return
+        if job.retries_left:
+            log.warning("attempt failed (%s); RQ tries again (%d left)", reason, job.retries_left)
+            ctx.store.set_status(triage_id, TriageStatus.FAILED, error=reason)
+            return
+        _give_up(ctx, triage_id, ev, reason)
+
+
+def _failure_reason(exc_type: type, exc: BaseException) -> str:
+    if exc_type is AbandonedJobError or isinstance(exc, AbandonedJobError):
+        return "the worker running it stopped before it finished (killed, or out of memory)"
+    if isinstance(exc, TriageFailed):
+        return str(exc).split(": ", 1)[-1]
+    return f"internal error ({exc_type.__name__}); see the worker log"
 
 
 def _again(ctx: Context, triage_id: str, ev: WebhookEvent, check: int, why: str) -> dict[str, Any]:
     """Look again later (bounded by ``paradime.recheck_seconds``), through RQ's scheduler."""
     delay = ctx.settings.paradime.recheck_seconds[check]
+    job_id = f"triage-{triage_id}-check{check + 1}"
     ctx.queue.enqueue_in(
         timedelta(seconds=delay), broker.TRIAGE_JOB, triage_id, ev.to_dict(), check + 1,
-        job_id=f"triage-{triage_id}-check{check + 1}", failure_ttl=broker.FAILURE_TTL,
-        description=f"re-check {ev.dedup_key} ({why})",
+        job_id=job_id, failure_ttl=broker.FAILURE_TTL, description=f"re-check {ev.dedup_key} ({why})",
+        retry=broker.triage_retry(ctx.settings.jobs), on_failure=broker.triage_callback(),
     )
+    ctx.store.save_triage(triage_id, job_id=job_id, next_check_at=time.time() + delay)
     return {"status": "waiting", "reason": why, "next_check_in": delay}
 
 
@@ -103,7 +148,7 @@ def _resolve_run_id(ctx: Context, ev: WebhookEvent) -> int:
     raise UpstreamError(f"cannot resolve the run id: {last}", retryable=False)
 
 
-def _triage(ctx: Context, triage_id: str, ev: WebhookEvent, check: int, tlog) -> dict[str, Any]:
+def _triage(ctx: Context, triage_id: str, ev: WebhookEvent, check: int) -> dict[str, Any]:
     run_id = ev.run_id if ev.run_id is not None else _resolve_run_id(ctx, ev)
     if ev.run_id is None:
         ev = WebhookEvent(**{**ev.__dict__, "run_id": run_id})
@@ -112,7 +157,7 @@ def _triage(ctx: Context, triage_id: str, ev: WebhookEvent, check: int, tlog) ->
     link = ctx.store.link(run_id)
     if ev.event_type == STARTED:
         what = f"retry {link.attempt} of run {link.origin}" if link and link.attempt else "a run"
-        tlog.info("run %s started (%s); nothing to triage until it completes", run_id, what)
+        log.info("run %s started (%s); nothing to triage until it completes", run_id, what)
         return {"status": "started", "run_id": run_id}
 
     status = ctx.paradime.run_status(run_id)
@@ -128,7 +173,7 @@ def _triage(ctx: Context, triage_id: str, ev: WebhookEvent, check: int, tlog) ->
     if not ctx.store.claim(f"triaged:{run_id}", triage_id):
         owner = ctx.store.get(f"triaged:{run_id}")
         if owner != triage_id:
-            tlog.info("run %s is already triaged by %s; nothing to do", run_id, owner)
+            log.info("run %s is already triaged by %s; nothing to do", run_id, owner)
             return {"status": "duplicate", "run_id": run_id, "triaged_by": owner}
 
     link = link or ChainLink(origin=run_id, attempt=0)
@@ -138,7 +183,7 @@ def _triage(ctx: Context, triage_id: str, ev: WebhookEvent, check: int, tlog) ->
     if status.state == "SUCCESS" and not any(c.failed for c in status.commands):
         if link.attempt == 0:
             return {"status": "succeeded", "run_id": run_id}
-        return _recovered(ctx, run_id, link, tlog)
+        return _recovered(ctx, run_id, link)
 
     allow_missing = check >= len(ctx.settings.paradime.recheck_seconds)
     try:
@@ -148,14 +193,15 @@ def _triage(ctx: Context, triage_id: str, ev: WebhookEvent, check: int, tlog) ->
     except ArtifactsNotReady as exc:
         return _again(ctx, triage_id, ev, check, str(exc))
 
+    ctx.store.advance(triage_id, TriageStatus.DECIDING)
     nodes = [f.node for f in evidence.failures if f.node]
     history = ctx.history.get(nodes)
     decision = decide(evidence, link.attempt, ctx.settings.retry, ev.schedule_name or _story_schedule(ctx, link),
                       history)
     ctx.history.record_failures(run_id, evidence.failures)
-    tlog.info("run %s (attempt %d of chain %s): %s — %s", run_id, link.attempt, link.origin, decision.action,
+    log.info("run %s (attempt %d of chain %s): %s — %s", run_id, link.attempt, link.origin, decision.action,
               decision.reason)
-    _act(ctx, triage_id, ev, run_id, link, evidence, decision, tlog)
+    _act(ctx, triage_id, ev, run_id, link, evidence, decision)
     return {
         "status": "triaged", "run_id": run_id, "origin": link.origin, "attempt": link.attempt,
         "action": decision.action, "reason": decision.reason, "backoff_seconds": decision.backoff_seconds,
@@ -168,7 +214,7 @@ def _story_schedule(ctx: Context, link: ChainLink) -> str | None:
 
 
 def _act(ctx: Context, triage_id: str, ev: WebhookEvent, run_id: int, link: ChainLink,
-         evidence: Evidence, decision: Decision, tlog) -> None:
+         evidence: Evidence, decision: Decision) -> None:
     retrying = decision.action in ("retry", "trigger")
     with ctx.store.story_lock(link.origin):
         story = ctx.store.story(link.origin)
@@ -176,33 +222,37 @@ def _act(ctx: Context, triage_id: str, ev: WebhookEvent, run_id: int, link: Chai
         story.branch = story.branch or ev.branch
         ctx.store.put(f"evidence:{run_id}", json.dumps(evidence_to_dict(evidence)))
         if story.attempts <= link.attempt:  # a re-run of an older triage must not rewrite a newer outcome
-            story.status = "retrying" if retrying else ("gave_up" if link.attempt else "not_retried")
+            story.status = StoryStatus.RETRYING if retrying else (
+                StoryStatus.GAVE_UP if link.attempt else StoryStatus.NOT_RETRIED)
         ctx.store.save_story(story)
 
-    if retrying:
-        _schedule_retry(ctx, triage_id, run_id, link, decision, story.schedule_name, tlog)
+    if retrying:  # the status first: a retry without backoff may run before this job goes on
+        ctx.store.advance(triage_id, TriageStatus.RETRY_SCHEDULED)
+        _schedule_retry(ctx, triage_id, run_id, link, decision, story.schedule_name)
     if link.attempt == 0:
         notify.first_message(ctx, story, evidence, decision)
     else:  # a retry run failed again: the story goes on under its first message
         status = verdict_line(decision, link.attempt, evidence=evidence)
         notify.later_message(ctx, story, run_id, link, evidence, decision, status)
+    if not retrying:
+        ctx.store.advance(triage_id, TriageStatus.NOTIFIED)
 
 
 def _schedule_retry(ctx: Context, triage_id: str, run_id: int, link: ChainLink, decision: Decision,
-                    schedule_name: str | None, tlog) -> None:
+                    schedule_name: str | None) -> None:
     """Enqueue ``perform_retry`` once per run (a fixed job id; the mutation itself is guarded too)."""
     job_id = f"retry-{run_id}"
     if ctx.store.get(f"retry:{run_id}") or Job.exists(job_id, connection=ctx.store.redis):
-        tlog.info("retry of run %s already scheduled or issued", run_id)
+        log.info("retry of run %s already scheduled or issued", run_id)
         return
     args = (triage_id, run_id, link.origin, decision.attempt, decision.action, schedule_name)
     # Retry(...) only matters when Paradime was provably not reached (refused connection, 429):
     # perform_retry never lets RQ resend a mutation whose outcome is unknown.
     kwargs = dict(job_id=job_id, failure_ttl=broker.FAILURE_TTL, description=f"{decision.action} run {run_id}",
-                  retry=Retry(max=3, interval=[30, 60, 120]))
+                  retry=Retry(max=3, interval=[30, 60, 120]), on_failure=Callback(broker.RETRY_FAILED))
     if decision.backoff_seconds > 0:
         ctx.queue.enqueue_in(timedelta(seconds=decision.backoff_seconds), broker.RETRY_JOB, *args, **kwargs)
-        tlog.info("retry %d of run %s scheduled in %gs", decision.attempt, run_id, decision.backoff_seconds)
+        log.info("retry %d of run %s scheduled in %gs", decision.attempt, run_id, decision.backoff_seconds)
     else:
         ctx.queue.enqueue(broker.RETRY_JOB, *args, **kwargs)
 
@@ -214,7 +264,7 @@ def _failed_in(ctx: Context, run_id: int) -> tuple[list[str], list[str]]:
             sorted({f["command"] for f in evidence["failures"]}))
 
 
-def _recovered(ctx: Context, run_id: int, link: ChainLink, tlog) -> dict[str, Any]:
+def _recovered(ctx: Context, run_id: int, link: ChainLink) -> dict[str, Any]:
     previous = link.parent if link.parent is not None else link.origin
     nodes, commands = _failed_in(ctx, previous)
     if link.via != "trigger":  # same code: the nodes that failed before now passed
@@ -226,7 +276,7 @@ def _recovered(ctx: Context, run_id: int, link: ChainLink, tlog) -> dict[str, An
     else:
         what = ", ".join(f"`{c}`" for c in commands) or "the failed commands"
         sentence = f"Recovered on retry {link.attempt} — {what} failed transiently"
-    tlog.info("run %s succeeded: chain %s recovered", run_id, link.origin)
+    log.info("run %s succeeded: chain %s recovered", run_id, link.origin)
     body = f"Run {run_link(run_id)} (retry {link.attempt} of run {link.origin}) succeeded. {sentence}."
     notify.note(ctx, f"slack:{run_id}:recovered",
                 simple_message("recovered", f"{story.schedule_name or 'Bolt run'} recovered", body), story=story,
@@ -236,9 +286,10 @@ def _recovered(ctx: Context, run_id: int, link: ChainLink, tlog) -> dict[str, An
             "flaky_nodes": nodes}
 
 
-def _give_up(ctx: Context, triage_id: str, ev: WebhookEvent, reason: str, tlog) -> None:
-    tlog.error("giving up: %s", reason)
-    ctx.store.save_triage(triage_id, status="failed", reason=reason)
+def _give_up(ctx: Context, triage_id: str, ev: WebhookEvent, reason: str) -> None:
+    """No attempt left: dead-letter the triage and tell Slack, once (the note is claimed by key)."""
+    log.error("giving up: %s", reason)
+    ctx.store.set_status(triage_id, TriageStatus.DEAD_LETTER, error=logs.redact(reason), finished_at=time.time())
     if ev.run_id is not None:
         what = f"run {ev.run_id}"
     else:
@@ -250,7 +301,7 @@ def _give_up(ctx: Context, triage_id: str, ev: WebhookEvent, reason: str, tlog) 
     try:
         notify.note(ctx, f"slack:{triage_id}:could-not-triage", message)
     except Exception as exc:  # Redis gone too: the log and the failed registry still tell
-        tlog.error("could not queue the Slack note: %s", exc)
+        log.error("could not queue the Slack note: %s", exc)
 
 
 # --- retry -------------------------------------------------------------------------------------
@@ -258,17 +309,42 @@ def _give_up(ctx: Context, triage_id: str, ev: WebhookEvent, reason: str, tlog) 
 
 def perform_retry(triage_id: str, run_id: int, origin: int, attempt: int, action: str,
                   schedule_name: str | None) -> dict[str, Any]:
-    """Send ``retryBoltRun`` (or ``triggerBoltRun``) for ``run_id`` — at most once, whatever happens."""
-    ctx = context.current()
-    tlog = TriageLog(log, {"triage_id": triage_id})
-    key = f"retry:{run_id}"
-    if not ctx.store.claim(key, f"claimed:{triage_id}"):
-        state = ctx.store.get(key)
-        tlog.info("retry of run %s not sent again (%s)", run_id, state)
-        return {"status": "already", "guard": state}
+    """Send ``retryBoltRun`` (or ``triggerBoltRun``) for ``run_id`` — at most once, whatever happens.
+
+    The claim ``retry:<run>`` is written before sending and replaced by the outcome after. A claim
+    found without an outcome means an earlier attempt stopped in between: the mutation may or may
+    not have reached Paradime, so it is never sent again and a human is asked to look.
+    """
+    with logs.bound(triage_id, run_id=run_id):
+        ctx = context.current()
+        if ctx.store.triage_status(triage_id) is TriageStatus.CANCELED:
+            log.info("retry of run %s canceled; not sent", run_id)
+            return {"status": "canceled"}
+        key = f"retry:{run_id}"
+        story = ctx.store.story(origin)
+        if not ctx.store.claim(key, f"claimed:{triage_id}:{time.time():.3f}"):
+            state = ctx.store.get(key) or ""
+            if state.startswith("claimed:"):
+                since = time.time() - float(state.rsplit(":", 1)[-1])
+                window = _in_flight_seconds(ctx)
+                if since < window:  # its sender may still be waiting for Paradime: look again after
+                    _check_later(ctx, (triage_id, run_id, origin, attempt, action, schedule_name), window - since)
+                    log.info("retry of run %s is being sent by another job; checking again later", run_id)
+                    return {"status": "already", "guard": "in flight"}
+                _interrupted(ctx, triage_id, run_id, story)
+                return {"status": "unknown", "reason": "interrupted between claim and outcome"}
+            log.info("retry of run %s not sent again (%s)", run_id, state)
+            return {"status": "already", "guard": state}
+        result = _send_retry(ctx, triage_id, key, run_id, origin, attempt, action, schedule_name, story)
+        ctx.store.advance(triage_id, TriageStatus.RETRIED, retry=result)
+        ctx.store.advance(triage_id, TriageStatus.DONE, finished_at=time.time())
+        return result
+
+
+def _send_retry(ctx: Context, triage_id: str, key: str, run_id: int, origin: int, attempt: int, action: str,
+                schedule_name: str | None, story: Story) -> dict[str, Any]:
     if schedule_name:
         ctx.store.put(f"pending:{schedule_name}", str(run_id), ttl=PENDING_TTL)
-    story = ctx.store.story(origin)
     try:
         if action == "trigger":
             new_run = ctx.paradime.trigger_run(schedule_name or "")
@@ -276,18 +352,19 @@ def perform_retry(triage_id: str, run_id: int, origin: int, attempt: int, action
             new_run = ctx.paradime.retry_run(run_id)
     except AmbiguousMutation as exc:
         ctx.store.put(key, f"unknown: {exc}")
-        _conclude(ctx, story, "unknown", f"The retry request for run {run_id} got no clear answer ({exc}). "
-                                         "It may have started a run; check Paradime. Not retrying again.", tlog)
+        _conclude(ctx, story, StoryStatus.NEEDS_HUMAN,
+                  f"The retry request for run {run_id} got no clear answer ({exc}). It may have started a run; "
+                  f"check the runs of {_schedule(story)} in Bolt ({run_link(run_id)}). Not retrying again.")
         return {"status": "unknown", "reason": str(exc)}
     except UpstreamError as exc:
         if exc.retryable:  # it never reached Paradime: a later attempt may send it
             ctx.store.delete(key)
             job = get_current_job()
             if job is None or not job.retries_left:
-                _conclude(ctx, story, "gave_up", f"Could not retry run {run_id}: {exc}", tlog)
+                _conclude(ctx, story, StoryStatus.GAVE_UP, f"Could not retry run {run_id}: {exc}")
             raise TriageFailed(f"retry of run {run_id}: {exc}") from None
         ctx.store.put(key, f"refused: {exc}")
-        _conclude(ctx, story, "gave_up", f"Paradime refused to retry run {run_id}: {exc}", tlog)
+        _conclude(ctx, story, StoryStatus.GAVE_UP, f"Paradime refused to retry run {run_id}: {exc}")
         return {"status": "refused", "reason": str(exc)}
     finally:
         if schedule_name:
@@ -303,16 +380,67 @@ def perform_retry(triage_id: str, run_id: int, origin: int, attempt: int, action
         story.runs.append(new_run)
         ctx.store.save_story(story)
     verb = "triggered the schedule again" if action == "trigger" else "retried"
-    tlog.info("%s run %s: new run %s (retry %d of chain %s)", verb, run_id, new_run, attempt, origin)
+    log.info("%s run %s: new run %s (retry %d of chain %s)", verb, run_id, new_run, attempt, origin)
     if ctx.slack.threads:
         note = simple_message("info", f"Retry {attempt} started", f"{verb.capitalize()}: new {run_link(new_run)}.")
         notify.note(ctx, f"slack:{run_id}:retry-started", note, story=story, quiet_in_incident=True)
     return {"status": "issued", "new_run_id": new_run, "attempt": attempt}
 
 
-def _conclude(ctx: Context, story: Story, status: str, sentence: str, tlog) -> None:
-    tlog.warning(sentence)
+def _in_flight_seconds(ctx: Context) -> float:
+    """How long a live sender can hold the claim: every attempt's timeout, its pauses, and a margin."""
+    p = ctx.settings.paradime
+    return p.timeout_seconds * p.max_attempts + 30 * (p.max_attempts - 1) + 30
+
+
+def _check_later(ctx: Context, args: tuple, delay: float) -> None:
+    job_id = f"retry-{args[1]}-check"
+    if not Job.exists(job_id, connection=ctx.store.redis):
+        ctx.queue.enqueue_in(timedelta(seconds=max(delay, 1)), broker.RETRY_JOB, *args, job_id=job_id,
+                             failure_ttl=broker.FAILURE_TTL, description=f"check the retry of run {args[1]}")
+
+
+def _schedule(story: Story) -> str:
+    return story.schedule_name or f"the schedule of run {story.origin}"
+
+
+def _interrupted(ctx: Context, triage_id: str, run_id: int, story: Story) -> None:
+    """The claim has no outcome: whoever held it stopped between claiming and recording."""
+    log.warning("retry of run %s was claimed but its outcome never recorded: it may or may not have been sent",
+                run_id)
+    ctx.store.put(f"retry:{run_id}", "unknown: interrupted before the outcome was recorded")
+    _conclude(ctx, story, StoryStatus.NEEDS_HUMAN,
+              f"The retry of run {run_id} may or may not have been sent: the worker sending it stopped before "
+              f"Paradime's answer was recorded. Check the runs of {_schedule(story)} in Bolt "
+              f"({run_link(run_id)}) and retry by hand if no new run started. Not retrying automatically.")
+    ctx.store.advance(triage_id, TriageStatus.DONE, outcome="retry_unknown", finished_at=time.time())
+
+
+def retry_failed(job: Job, connection: Any, exc_type: type, exc: BaseException, tb: Any) -> None:
+    """RQ's failure callback for ``perform_retry`` (its worker died, or it raised with no try left)."""
+    triage_id, run_id, origin = job.args[0], job.args[1], job.args[2]
+    with logs.bound(triage_id, run_id=run_id):
+        if job.retries_left:
+            return  # RQ runs it again; the claim tells that attempt what happened
+        ctx = context.current()
+        state = ctx.store.get(f"retry:{run_id}") or ""
+        story = ctx.store.story(origin)
+        if state.startswith("claimed:"):
+            _interrupted(ctx, triage_id, run_id, story)
+        elif not state and story.status not in (StoryStatus.GAVE_UP, StoryStatus.NEEDS_HUMAN):
+            _conclude(ctx, story, StoryStatus.GAVE_UP,
+                      f"Could not retry run {run_id}: {_failure_reason(exc_type, exc)}")
+        ctx.store.advance(triage_id, TriageStatus.DONE, outcome="retry_failed", finished_at=time.time())
+
+
+def _conclude(ctx: Context, story: Story, status: StoryStatus, sentence: str) -> None:
+    """The chain ends without a retry result: the story says why, in its thread, mentioning its owners."""
+    log.warning(sentence)
     story = ctx.store.update_story(story.origin, status=status)
+    raw = ctx.store.get(f"evidence:{story.origin}")
+    failures = evidence_from_dict(json.loads(raw)).failures if raw else []
+    mentions = mentions_for(ctx.settings.slack, str(status), failures)
     notify.note(ctx, f"slack:{story.origin}:conclusion:{status}",
-                simple_message("error", f"{story.schedule_name or 'Bolt run'}: retry not done", sentence), story=story)
-    notify.refresh(ctx, story, ("gave_up" if status == "gave_up" else "unknown", sentence))
+                simple_message("error", f"{story.schedule_name or 'Bolt run'}: retry not done", sentence,
+                               mentions=mentions), story=story)
+    notify.refresh(ctx, story, (str(status), sentence))

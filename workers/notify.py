@@ -5,7 +5,9 @@ own queue say it. Workers take triage jobs first, and a delivery that finds its 
 (``Pacer``: about one message per second per channel) or gets a 429 reschedules itself with RQ's
 scheduler instead of sleeping, so a slow Slack never delays the triage of other runs.
 
-Every post is claimed once under its key. The story's first message is updated from the story's
+Every post is claimed under its key with ``SET NX`` before it is sent (``Store.claim_post``),
+and the claim is replaced by the posted message's ts: one post per message, whatever the
+deliveries. The story's first message is updated from the story's
 *latest* rendering (``bt:parent:<origin>``), and incident messages from the incident's runs' current
 statuses, so deliveries that run late or out of order still leave the right final state.
 """
@@ -35,6 +37,9 @@ from workers.context import Context
 log = logging.getLogger("workers.notify")
 
 MAX_TRIES = 300  # a delivery waiting for its channel or its parent gives up after this many turns
+#: A post's claim while it is being sent: long enough for the Slack call (15 s timeout, slack-sdk's own
+#: retries), short enough that a worker killed mid-post lets a later delivery send it.
+POST_CLAIM_SECONDS = 90
 
 
 # --- what to say ------------------------------------------------------------------------------------
@@ -163,10 +168,14 @@ def _post(ctx: Context, op: dict[str, Any], tries: int) -> dict[str, Any]:
     wait = _slot(ctx, op, channel) if ctx.slack.mode != "log" else 0
     if wait > 0:
         return _later(ctx, op, tries, wait, f"channel {channel} busy")
-    ctx.store.put(key, "pending")
+    if not ctx.store.claim_post(key, POST_CLAIM_SECONDS):  # SET NX: one sender per message, ever
+        if (ctx.store.get(key) or "").startswith("pending"):
+            return _later(ctx, {**op, "slot_at": None}, tries, 5, "another delivery of this message is sending it")
+        return {"status": "already", "key": key}
     try:
         posted = ctx.slack.post(SlackMessage(op["text"], op["blocks"]), thread_ts=thread_ts, channel=channel)
-    except RateLimited:
+    except RateLimited:  # not posted: free the claim for the rescheduled delivery
+        ctx.store.delete(key)
         raise
     except Exception:
         ctx.store.put(key, "failed")  # RQ tries again (Retry); meanwhile replies stop waiting for it

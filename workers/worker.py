@@ -30,6 +30,15 @@ from workers import context
 
 log = logging.getLogger("workers.worker")
 
+#: A job's heartbeat is refreshed this often and expires after it + 60 s: a dead worker's job is
+#: found abandoned at most that long after the worker died, by the next maintenance of any worker.
+JOB_MONITORING_SECONDS = 15
+#: RQ's maintenance (abandoned jobs re-run or failed, the scheduler process restarted if it died, as
+#: after a Redis restart) every this many seconds instead of RQ's 10 minutes; an idle worker wakes from
+#: its blocking wait for jobs this often (worker_ttl below) to run it. Recovery bound:
+#: 15 + 60 + 30 = 105 s after a worker dies; 30 s for the scheduler after Redis is back.
+MAINTENANCE_SECONDS = 30
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="triage worker", description=__doc__.splitlines()[0])
@@ -61,9 +70,11 @@ def main(argv: list[str] | None = None) -> int:
                 log.info("%s", probe.line())
             else:
                 log.warning("%s; starting anyway: jobs retry while it is unreachable", probe.line())
-    context.current.cache_clear()
+    context.install(ctx)
     queues = [ctx.queue, broker.queue(ctx.store.redis, broker.SLACK_QUEUE)]  # triage first, then Slack
-    worker = Worker(queues, connection=ctx.store.redis, serializer=JSONSerializer, name=args.name)
+    worker = Worker(queues, connection=ctx.store.redis, serializer=JSONSerializer, name=args.name,
+                    job_monitoring_interval=JOB_MONITORING_SECONDS, maintenance_interval=MAINTENANCE_SECONDS,
+                    worker_ttl=MAINTENANCE_SECONDS + 15)  # RQ blocks on the queue worker_ttl - 15 s between checks
     worker.work(burst=args.burst, with_scheduler=True, logging_level=args.log_level)
     return 0
 

@@ -1,0 +1,137 @@
+"""The state model and the at-least-once handling of intake, triage attempts and Slack posts,
+against a real Redis and the web app on a socket."""
+
+from __future__ import annotations
+
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from tests.conftest import WEBHOOK_SECRET, signed_headers
+from tests.test_pipeline import MISSING, dbt_run, failed_run
+from triage import broker
+from triage.config import JobPolicy
+from triage.lifecycle import IllegalTransition, StoryStatus, TriageStatus
+from triage.store import Store
+
+
+def test_the_lifecycle_refuses_illegal_moves():
+    assert TriageStatus.QUEUED.move_to(TriageStatus.TRIAGING) is TriageStatus.TRIAGING
+    assert TriageStatus.FAILED.can_move_to(TriageStatus.QUEUED)  # a new attempt
+    assert all(s.can_move_to(TriageStatus.DEAD_LETTER) for s in TriageStatus if not s.final)
+    for final in (TriageStatus.DONE, TriageStatus.CANCELED):
+        assert final.final and not any(final.can_move_to(s) for s in TriageStatus)
+    with pytest.raises(IllegalTransition, match="triage cannot go from done to triaging"):
+        TriageStatus.DONE.move_to(TriageStatus.TRIAGING)
+    with pytest.raises(IllegalTransition, match="story cannot go from recovered to retrying"):
+        StoryStatus.RECOVERED.move_to(StoryStatus.RETRYING)
+    assert StoryStatus.RETRYING.move_to(StoryStatus.NEEDS_HUMAN).final
+
+
+def test_store_set_status_checks_the_move(redis):
+    store = Store(redis)
+    store.set_status("tr_1", TriageStatus.QUEUED)
+    store.set_status("tr_1", TriageStatus.TRIAGING)
+    store.set_status("tr_1", TriageStatus.DONE)
+    with pytest.raises(IllegalTransition):
+        store.set_status("tr_1", TriageStatus.TRIAGING)
+    assert store.advance("tr_1", TriageStatus.TRIAGING) is False
+    assert store.triage_status("tr_1") is TriageStatus.DONE
+
+
+def test_admit_writes_all_or_nothing(redis):
+    store = Store(redis)
+    queue = broker.queue(redis)
+
+    def broken(pipe):
+        raise ConnectionError("Redis went away between the claim and the enqueue")
+
+    with pytest.raises(ConnectionError):
+        store.admit(["event:run-1:completed"], "tr_a", {"status": TriageStatus.QUEUED}, broken)
+    assert redis.keys("*") == []  # no claim without a job: the redelivery gets through
+
+    def enqueue(pipe):
+        broker.enqueue_triage(queue, "tr_b", {"commands": []}, JobPolicy(), job_id="triage-tr_b", pipeline=pipe)
+
+    assert store.admit(["event:run-1:completed"], "tr_b", {"status": TriageStatus.QUEUED}, enqueue) is None
+    assert queue.job_ids == ["triage-tr_b"] and store.triage_status("tr_b") is TriageStatus.QUEUED
+
+
+def test_concurrent_admissions_of_one_event_make_one_job(redis):
+    store = Store(redis)
+    queue = broker.queue(redis)
+    barrier = threading.Barrier(20)
+
+    def admit(i: int):
+        tid = f"tr_{i}"
+        barrier.wait()
+        return store.admit(["event:run-9:completed"], tid, {"status": TriageStatus.QUEUED}, lambda pipe:
+                           broker.enqueue_triage(queue, tid, {}, JobPolicy(), job_id=f"triage-{tid}", pipeline=pipe))
+
+    with ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(admit, range(20)))
+    winners = [a for a in answers if a is None]
+    assert len(winners) == 1 and len(set(a for a in answers if a)) == 1
+    assert len(queue.job_ids) == 1
+
+
+def test_a_slack_post_is_claimed_once(redis):
+    store = Store(redis)
+    assert store.claim_post("slack:1:summary", 90) is True
+    assert store.claim_post("slack:1:summary", 90) is False  # someone is sending it
+    assert 0 < redis.ttl("bt:slack:1:summary") <= 90
+    store.put("slack:1:summary", "failed")
+    assert store.claim_post("slack:1:summary", 90) is True  # its last try failed: send again
+    store.put("slack:1:summary", json.dumps({"channel": "C1", "ts": "1.1"}))
+    assert store.claim_post("slack:1:summary", 90) is False  # posted, for good
+
+
+def _deliver(service, body: dict, msg_id: str) -> requests.Response:
+    raw = json.dumps(body).encode()
+    return requests.post(service.webhook_url, data=raw, headers=signed_headers(WEBHOOK_SECRET, raw, msg_id),
+                         timeout=10)
+
+
+def test_a_redelivery_of_a_dead_lettered_triage_starts_a_new_attempt(service, paradime, redis):
+    run_id = failed_run(paradime, dbt_run(MISSING))
+    body = paradime.webhook_payload(run_id)
+    first = _deliver(service, body, "msg_1")
+    assert first.status_code == 202
+    triage_id = first.json()["triage_id"]
+    assert _deliver(service, body, "msg_1").json() == {"status": "duplicate", "triage_id": triage_id}
+
+    store = Store(redis)
+    service.queue.empty()  # as if the job were lost, then dead-lettered
+    store.set_status(triage_id, TriageStatus.DEAD_LETTER, error="worker died")
+    again = _deliver(service, body, "msg_1")
+    assert again.status_code == 202 and again.json()["status"] == "requeued"
+    assert again.json()["triage_id"] == triage_id
+    assert service.queue.job_ids == [f"triage-{triage_id}-a2"]
+    assert store.get_triage(triage_id)["attempts"] == 2
+    assert _deliver(service, body, "msg_1").json()["status"] == "duplicate"  # its new job is alive
+
+
+def test_a_crashing_triage_is_attempted_then_dead_lettered_with_one_note(service, paradime, slack, redis, monkeypatch):
+    from workers import jobs
+
+    calls = []
+
+    def broken(*args, **kwargs):
+        calls.append(1)
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(jobs, "decide", broken)
+    run_id = failed_run(paradime, dbt_run(MISSING))
+    resp = paradime.deliver(run_id)
+    triage_id = resp.json()["triage_id"]
+    service.drain(until=lambda: Store(redis).triage_status(triage_id) is TriageStatus.DEAD_LETTER, timeout=60)
+    assert len(calls) == 3  # jobs.attempts
+    record = Store(redis).get_triage(triage_id)
+    assert record["error"] == "internal error (RuntimeError); see the worker log"
+    service.drain(until=lambda: slack.top_level())
+    [note] = slack.top_level()
+    assert note.text == (f":warning: Could not triage run {run_id} of daily_orders: internal error (RuntimeError); "
+                         "see the worker log")
