@@ -135,3 +135,14 @@ def test_a_crashing_triage_is_attempted_then_dead_lettered_with_one_note(service
     [note] = slack.top_level()
     assert note.text == (f":warning: Could not triage run {run_id} of daily_orders: internal error (RuntimeError); "
                          "see the worker log")
+
+
+def test_every_project_key_expires_after_a_full_run(service, paradime, slack, redis):
+    from tests.test_pipeline import LOCK, story
+
+    run_id = failed_run(paradime, dbt_run(LOCK))
+    paradime.deliver(run_id)
+    service.drain(until=lambda: story(service, run_id).get("status") == "recovered")
+    ours = [k.decode() for k in redis.keys("bt:*")]
+    assert len(ours) > 10
+    assert [k for k in ours if redis.ttl(k) == -1] == []

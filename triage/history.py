@@ -28,6 +28,7 @@ from triage.models import Failure
 
 KEY = "bt:node:{}"
 INDEX = "bt:nodes"  # sorted set: node -> last event time, for listing
+INDEX_MAX = 100_000  # nodes kept in the index (their own records expire with TTL)
 TTL = 90 * 24 * 3600
 
 #: A node is flaky after this many recoveries, when at least this share of its retries recovered.
@@ -120,3 +121,5 @@ class History:
     def _touch(pipe, node: str) -> None:
         pipe.expire(KEY.format(node), TTL)
         pipe.zadd(INDEX, {node: time.time()})
+        pipe.zremrangebyrank(INDEX, 0, -INDEX_MAX - 1)  # bounded: the oldest fall off
+        pipe.expire(INDEX, TTL)

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 PREFIX = "bt:"
 RECORD_TTL = 30 * 24 * 3600  # triage records, chains and guards outlive any retry chain
+TRIAGE_INDEX_MAX = 100_000  # triages listed in bt:triages, newest kept
 
 
 def new_triage_id() -> str:
@@ -200,6 +201,8 @@ class Store:
         pipe.hset(key, mapping=data)
         pipe.expire(key, RECORD_TTL)
         pipe.zadd(f"{PREFIX}triages", {triage_id: time.time()}, nx=True)
+        pipe.zremrangebyrank(f"{PREFIX}triages", 0, -TRIAGE_INDEX_MAX - 1)  # bounded: the oldest fall off
+        pipe.expire(f"{PREFIX}triages", RECORD_TTL)
 
     def get_triage(self, triage_id: str) -> dict[str, Any] | None:
         raw = self.redis.hgetall(f"{PREFIX}triage:{triage_id}")

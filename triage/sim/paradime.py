@@ -51,7 +51,7 @@ COMMAND_ID_START = 59000
 RESOURCE_ID_START = 306000
 RESOURCE_URL_TTL = 300.0  # seconds a boltResourceUrl link stays valid
 IN_PROGRESS_STATES = frozenset({"STARTING", "RUNNING"})
-FAULT_KINDS = frozenset({"http_500", "http_502", "http_429", "timeout", "graphql_error", "bad_json"})
+FAULT_KINDS = frozenset({"http_500", "http_502", "http_429", "timeout", "slow_answer", "graphql_error", "bad_json"})
 RUN_RESULTS_PATH = "target/run_results.json"
 INFRA_PREFIX_COMMANDS = ("git clone ...", "dbt deps")  # what every new run starts with
 GRAPHQL_PATH = "/api/v1/simworkspace/graphql"
@@ -736,7 +736,8 @@ class ParadimeSimulator:
         """Make the next ``times`` requests for ``operation`` fail in the way ``kind`` says.
 
         ``operation`` None matches any GraphQL operation; ``"artifact"`` matches artifact
-        downloads. ``timeout`` sleeps ``delay`` seconds and then answers normally.
+        downloads. ``timeout`` sleeps ``delay`` seconds and then answers normally; ``slow_answer``
+        carries the operation out at once (a mutation creates its run) and answers after ``delay``.
         """
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; expected one of {sorted(FAULT_KINDS)}")
@@ -776,6 +777,8 @@ class ParadimeSimulator:
         if fault.kind == "timeout":
             time.sleep(fault.delay)
             return None
+        if fault.kind == "slow_answer":
+            return None  # carried out by the caller, which sleeps before answering
         if fault.kind == "http_500":
             return _json_response({"errors": [{"message": "Internal Server Error"}]}, 500)
         if fault.kind == "http_502":
@@ -1060,7 +1063,10 @@ class ParadimeSimulator:
         if error is None:
             try:
                 with self._lock:
-                    return _json_response({"data": {field_name: self._operations[field_name](args)}})
+                    answer = _json_response({"data": {field_name: self._operations[field_name](args)}})
+                if fault and fault.kind == "slow_answer":
+                    time.sleep(fault.delay)
+                return answer
             except GraphQLError as exc:
                 error = str(exc)
         if not field_name:

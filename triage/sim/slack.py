@@ -93,6 +93,7 @@ class Fault:
     retry_after: int
     method: str | None  # None matches every request, "webhook" the webhook
     remaining: int
+    stall: float = 0.0  # seconds to hang before answering (nothing is posted)
 
 
 class Refused(Exception):
@@ -317,6 +318,12 @@ class SlackSimulator:
         with self._lock:
             self._faults.append(Fault(status, int(retry_after), method, times))
 
+    def stall_next(self, seconds: float, method: str | None = None) -> None:
+        """Hang the next request to ``method`` for ``seconds``, then answer 500 without posting:
+        a worker killed meanwhile has claimed the message but not posted it."""
+        with self._lock:
+            self._faults.append(Fault(500, 0, method, 1, stall=seconds))
+
     def rate_limit(self, per_second: float | None) -> None:
         """Refuse (429) posts to a channel arriving faster than ``per_second``; None switches it off."""
         with self._lock:
@@ -331,6 +338,8 @@ class SlackSimulator:
             fault.remaining -= 1
             if fault.remaining == 0:
                 self._faults.remove(fault)
+        if fault.stall:
+            time.sleep(fault.stall)
         if fault.status == 429:
             raise Refused("ratelimited", 429, fault.retry_after)
         raise Refused("internal_error", fault.status)

@@ -1,0 +1,179 @@
+"""Workers die: SIGKILL of a work horse (as the OOM killer does) and of a whole worker (a platform's
+kill after its grace period), at the moments that matter. Real processes: ``triage worker`` (RQ's
+forking Worker with the scheduler) as subprocesses, the web app on a socket, real Redis, the
+Paradime and Slack simulators. Each test asserts exactly what happened afterwards.
+
+Bounds (workers/worker.py): a dead horse is seen at once by its worker; a dead worker's job is found
+abandoned by another worker within JOB_MONITORING_SECONDS + 60 + MAINTENANCE_SECONDS = 105 s.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.test_pipeline import LOCK, MISSING, dbt_run, failed_run, story
+
+pytestmark = pytest.mark.slow
+
+ABANDONED_BOUND = 105 + 30  # detection bound, plus the retry interval and the triage itself
+
+
+@pytest.fixture
+def policy(policy: dict) -> dict:
+    policy["jobs"] = {"attempts": 3, "retry_intervals": [1]}
+    policy["paradime"].update(timeout_seconds=10, max_attempts=1)
+    return policy
+
+
+class Workers:
+    """``triage worker`` processes, each in its own session so a test can kill it whole."""
+
+    def __init__(self, env: dict[str, str], cwd: Path):
+        self.env, self.cwd = env, cwd
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, name: str) -> subprocess.Popen:
+        log = open(self.cwd / f"{name}.log", "w")  # noqa: SIM115 (closed with the process)
+        proc = subprocess.Popen([sys.executable, "-m", "triage.cli", "worker", "--name", name, "--no-probe"],
+                                env=self.env, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        self.procs.append(proc)
+        return proc
+
+    def horse_of(self, proc: subprocess.Popen, timeout: float = 20) -> int:
+        """The pid of the worker's work horse (RQ forks it into a process group of its own)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for pid in _children(proc.pid):
+                if os.getpgid(pid) == pid:
+                    return pid
+            time.sleep(0.05)
+        raise AssertionError("the worker never forked a work horse")
+
+    def kill_whole(self, proc: subprocess.Popen) -> None:
+        """SIGKILL the worker, its scheduler and its horse, as a container runtime does."""
+        horses = [pid for pid in _children(proc.pid) if os.getpgid(pid) == pid]
+        os.killpg(proc.pid, signal.SIGKILL)
+        for pid in horses:
+            os.killpg(pid, signal.SIGKILL)
+        proc.wait(10)
+
+    def log(self, name: str) -> str:
+        return (self.cwd / f"{name}.log").read_text()
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture
+def workers(service, service_env, tmp_path) -> Iterator[Workers]:
+    crew = Workers({**service_env, "PATH": os.environ["PATH"], "HOME": str(tmp_path)}, tmp_path)
+    yield crew
+    crew.stop()
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float) -> float:
+    start = time.time()
+    while not check():
+        if time.time() - start > timeout:
+            raise AssertionError(f"{what}: not within {timeout:g}s")
+        time.sleep(0.2)
+    return time.time() - start
+
+
+def triage_records(redis) -> list[dict]:
+    return [{k.decode(): json.loads(v) for k, v in redis.hgetall(key).items()} for key in redis.keys("bt:triage:*")]
+
+
+def test_a_killed_work_horse_is_retried_by_its_worker(service, workers, paradime, slack, redis):
+    paradime.fail_next("artifact", kind="timeout", delay=30)  # the first download stalls
+    worker = workers.start("w1")
+    run_id = failed_run(paradime, dbt_run(MISSING))
+    paradime.deliver(run_id)
+    wait_for("the download starts", lambda: paradime.calls_of("artifact"), 20)
+    os.killpg(workers.horse_of(worker), signal.SIGKILL)
+
+    wait_for("the triage completes", lambda: story(service, run_id).get("status") == "not_retried", 60)
+    wait_for("the alert is posted", lambda: slack.top_level(), 30)
+    assert len(slack.top_level()) == 1
+    [record] = triage_records(redis)
+    assert record["status"] == "done" and record["outcome"] == "triaged"
+    assert paradime.calls_of("retryBoltRun") == []
+
+
+def test_a_killed_worker_is_finished_by_another_within_the_bound(service, workers, paradime, slack, redis):
+    paradime.fail_next("artifact", kind="timeout", delay=300)
+    first = workers.start("w1")
+    run_id = failed_run(paradime, dbt_run(MISSING))
+    paradime.deliver(run_id)
+    wait_for("the download starts", lambda: paradime.calls_of("artifact"), 20)
+    workers.kill_whole(first)
+    workers.start("w2")
+
+    took = wait_for("another worker finishes the triage", lambda: slack.top_level(), ABANDONED_BOUND)
+    assert len(slack.top_level()) == 1 and "Not retrying" in str(slack.top_level()[0].blocks)
+    assert took < ABANDONED_BOUND
+    wait_for("the record is final", lambda: triage_records(redis)[0]["status"] == "done", 10)
+    assert story(service, run_id)["status"] == "not_retried"
+
+
+def test_a_worker_killed_after_sending_the_retry_never_sends_it_twice(service, workers, paradime, slack, redis):
+    paradime.fail_next("retryBoltRun", kind="slow_answer", delay=300)  # carried out, answer never arrives
+    first = workers.start("w1")
+    run_id = failed_run(paradime, dbt_run(LOCK))
+    paradime.deliver(run_id)
+    wait_for("the retry is sent", lambda: paradime.calls_of("retryBoltRun"), 30)
+    workers.kill_whole(first)
+    workers.start("w2")
+
+    wait_for("the story asks a human", lambda: story(service, run_id).get("status") == "needs_human",
+             ABANDONED_BOUND + 60)
+    assert len(paradime.calls_of("retryBoltRun")) == 1
+    wait_for("Slack is told", lambda: any("may or may not have been sent" in m.text for m in slack.messages), 30)
+    assert len(slack.top_level()) == 1  # the alert; the note is a reply in its thread
+    assert not any(r["status"] in ("triaging", "retry_scheduled", "queued") for r in triage_records(redis))
+
+
+def test_a_worker_killed_between_the_slack_claim_and_the_post_posts_once(service, workers, paradime, slack, redis):
+    slack.stall_next(300, method="chat.postMessage")  # claimed, never posted
+    first = workers.start("w1")
+    run_id = failed_run(paradime, dbt_run(MISSING))
+    paradime.deliver(run_id)
+    wait_for("the post is being sent", lambda: any(r.method == "chat.postMessage" for r in slack.requests_log)
+             or redis.get(f"bt:slack:{run_id}:summary") == b"pending", 30)
+    workers.kill_whole(first)
+    workers.start("w2")
+
+    wait_for("the alert is posted once", lambda: slack.top_level(), ABANDONED_BOUND + 60)
+    time.sleep(2)
+    assert len(slack.top_level()) == 1
+    assert json.loads(redis.get(f"bt:slack:{run_id}:summary"))["ts"] == slack.top_level()[0].ts
