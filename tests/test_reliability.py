@@ -146,3 +146,24 @@ def test_every_project_key_expires_after_a_full_run(service, paradime, slack, re
     ours = [k.decode() for k in redis.keys("bt:*")]
     assert len(ours) > 10
     assert [k for k in ours if redis.ttl(k) == -1] == []
+
+
+def test_thread_replies_are_posted_in_the_order_of_their_events(service, slack, redis):
+    from triage.store import Story
+    from triage.summary import simple_message
+    from workers import context, notify
+
+    ctx = context.current()
+    parent = ctx.slack.post(simple_message("info", "parent", "the story's first message"), channel="#data-alerts")
+    story = Story(origin=7, slack_channel=parent.channel, slack_ts=parent.ts)
+    ctx.store.save_story(story)
+    notify.note(ctx, "slack:7:first", simple_message("info", "Retry 1 started", "first event"), story=story)
+    notify.note(ctx, "slack:7:second", simple_message("info", "Recovered", "second event"), story=story)
+    first, second = (job.args[0] for job in service.slack_queue.jobs)
+    assert (first["seq"], second["seq"]) == (1, 2)
+
+    assert notify.deliver(second)["status"] == "later"  # its turn has not come: the first is unsent
+    assert notify.deliver(first)["status"] == "posted"
+    service.drain(until=lambda: len(slack.replies(parent.ts)) == 2)
+    replies = slack.replies(parent.ts)
+    assert "Retry 1 started: first event" in replies[0].text and "Recovered: second event" in replies[1].text

@@ -74,11 +74,22 @@ return 1
 """
 
 
+_THREAD_SETTLED = """
+redis.call('SADD', KEYS[2], ARGV[1])
+local done = tonumber(redis.call('GET', KEYS[1]) or '0')
+while redis.call('SISMEMBER', KEYS[2], tostring(done + 1)) == 1 do done = done + 1 end
+redis.call('SET', KEYS[1], done, 'EX', ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return done
+"""
+
+
 class Store:
     def __init__(self, redis: Redis, dedup_ttl: int = 604_800):
         self.redis = redis
         self.dedup_ttl = dedup_ttl
         self._claim_post = redis.register_script(_CLAIM_POST)
+        self._thread_settled = redis.register_script(_THREAD_SETTLED)
 
     # --- intake dedup ----------------------------------------------------------------------
 
@@ -227,6 +238,24 @@ class Store:
         later delivery of the same post try again; once sent, ``put`` records the message's ts for good.
         """
         return bool(self._claim_post(keys=[f"{PREFIX}{key}"], args=[ttl]))
+
+    # --- thread order: a story's replies are posted in the order their events happened ----------
+
+    def next_in_thread(self, origin: int) -> int:
+        """The sequence number of a new reply in the story's thread (1, 2, …)."""
+        key = f"{PREFIX}thread:{origin}:seq"
+        pipe = self.redis.pipeline()
+        pipe.incr(key)
+        pipe.expire(key, RECORD_TTL)
+        return int(pipe.execute()[0])
+
+    def thread_turn(self, origin: int, seq: int) -> bool:
+        """Have all replies before ``seq`` been settled (posted, folded, or found already sent)?"""
+        return int(self.redis.get(f"{PREFIX}thread:{origin}:done") or 0) >= seq - 1
+
+    def thread_settled(self, origin: int, seq: int) -> None:
+        self._thread_settled(keys=[f"{PREFIX}thread:{origin}:done", f"{PREFIX}thread:{origin}:settled"],
+                             args=[seq, RECORD_TTL])
 
     def put(self, key: str, value: str, ttl: int = RECORD_TTL) -> None:
         self.redis.set(f"{PREFIX}{key}", value, ex=ttl)

@@ -7,7 +7,9 @@ scheduler instead of sleeping, so a slow Slack never delays the triage of other 
 
 Every post is claimed under its key with ``SET NX`` before it is sent (``Store.claim_post``),
 and the claim is replaced by the posted message's ts: one post per message, whatever the
-deliveries. The story's first message is updated from the story's
+deliveries. A story's replies carry their place in the thread (the order in which their events
+happened) and each waits, a bounded time, for the earlier ones: threads read in order whatever the
+pacing or the number of workers. The story's first message is updated from the story's
 *latest* rendering (``bt:parent:<origin>``), and incident messages from the incident's runs' current
 statuses, so deliveries that run late or out of order still leave the right final state.
 """
@@ -40,6 +42,9 @@ MAX_TRIES = 300  # a delivery waiting for its channel or its parent gives up aft
 #: A post's claim while it is being sent: long enough for the Slack call (15 s timeout, slack-sdk's own
 #: retries), short enough that a worker killed mid-post lets a later delivery send it.
 POST_CLAIM_SECONDS = 90
+#: Turns a reply waits for earlier replies of its thread before it goes anyway (one of them may have
+#: failed for good): about a minute.
+ORDER_PATIENCE = 60
 
 
 # --- what to say ------------------------------------------------------------------------------------
@@ -138,7 +143,10 @@ def deliver(op: dict[str, Any], tries: int = 0) -> dict[str, Any]:
             return _update(ctx, op, tries)
         if op["kind"] == "incident":
             return _incident(ctx, op, tries)
-        return _post(ctx, op, tries)
+        result = _post(ctx, op, tries)
+        if op.get("seq") and result["status"] != "later":
+            ctx.store.thread_settled(op["reply_to"], op["seq"])
+        return result
     except RateLimited as exc:
         return _later(ctx, {**op, "slot_at": None}, tries, exc.retry_after, str(exc))
 
@@ -164,6 +172,8 @@ def _post(ctx: Context, op: dict[str, Any], tries: int) -> dict[str, Any]:
             thread_ts, channel = incident["ts"], incident["channel"]
         elif _parent_pending(ctx, op["reply_to"]):
             return _later(ctx, {**op, "slot_at": None}, tries, 1, "waiting for the story's first message")
+    if op.get("seq") and tries < ORDER_PATIENCE and not ctx.store.thread_turn(op["reply_to"], op["seq"]):
+        return _later(ctx, {**op, "slot_at": None}, tries, 1, "waiting for earlier replies in the thread")
     channel = channel or ctx.settings.slack.channel or "webhook"
     wait = _slot(ctx, op, channel) if ctx.slack.mode != "log" else 0
     if wait > 0:
@@ -256,6 +266,8 @@ def _later(ctx: Context, op: dict[str, Any], tries: int, delay: float, why: str)
 
 
 def _enqueue(ctx: Context, op: dict[str, Any], delay: float = 0, tries: int = 0) -> None:
+    if op.get("reply_to") is not None and "seq" not in op:  # its place in the thread: the order of events
+        op = {**op, "seq": ctx.store.next_in_thread(op["reply_to"])}
     queue = broker.queue(ctx.store.redis, broker.SLACK_QUEUE)
     # Slack errors (5xx, timeouts) are tried again by RQ, a bounded number of times, then the
     # delivery lands in the failed registry with its reason. 429s and busy channels are not errors.
