@@ -93,10 +93,12 @@ def test_the_demo_without_its_extra_says_how_to_get_it(venv, env, workdir):
 
 def test_web_and_worker_from_the_wheel_triage_a_webhook(venv, env, workdir, paradime, slack):
     port = free_port()
-    procs = [subprocess.Popen([venv / "bin" / "triage", "web", "--bind", f"127.0.0.1:{port}"], env=env, cwd=workdir,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-             subprocess.Popen([venv / "bin" / "triage", "worker"], env={**env, "PARADIME_WEBHOOK_SECRET": ""},
-                              cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)]
+    logs = [open(workdir / name, "w+") for name in ("web.log", "worker.log")]  # noqa: SIM115 (closed below)
+    debug = {"LOG_LEVEL": "DEBUG"}  # libraries log URLs and headers at DEBUG: they must be masked too
+    procs = [subprocess.Popen([venv / "bin" / "triage", "web", "--bind", f"127.0.0.1:{port}"], env={**env, **debug},
+                              cwd=workdir, stdout=logs[0], stderr=subprocess.STDOUT),
+             subprocess.Popen([venv / "bin" / "triage", "worker"], env={**env, **debug, "PARADIME_WEBHOOK_SECRET": ""},
+                              cwd=workdir, stdout=logs[1], stderr=subprocess.STDOUT)]
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.time() + 30
@@ -126,6 +128,13 @@ def test_web_and_worker_from_the_wheel_triage_a_webhook(venv, env, workdir, para
             p.terminate()
         for p in procs:
             p.wait(20)
+        written = "".join((workdir / name).read_text() for name in ("web.log", "worker.log"))
+        for f in logs:
+            f.close()
+    assert "triage" in written and "POST /webhooks/paradime" in written
+    path_token = paradime.graphql_url.split("/api/v1/")[1].split("/")[0]
+    for secret in (paradime.api_key, paradime.api_secret, WEBHOOK_SECRET, WEBHOOK_SECRET[6:], slack.token, path_token):
+        assert secret not in written
 
 
 def test_the_demo_runs_from_the_wheel_with_its_extra(venv, env, workdir):

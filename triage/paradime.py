@@ -40,6 +40,9 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
+from urllib3.util.retry import Retry
 
 from triage.config import ParadimeSettings
 from triage.errors import UpstreamError
@@ -47,6 +50,9 @@ from triage.models import Command, Resource
 from triage.webhook import parse_time
 
 log = logging.getLogger(__name__)
+
+#: The longest wait between two attempts inside a job (Retry-After included).
+MAX_PAUSE_SECONDS = 5.0
 
 RUN_STATUS = (
     "query BoltRunStatus($runId: Int!) { boltRunStatus(runId: $runId) "
@@ -102,77 +108,91 @@ class ParadimeClient:
         self.backoff_base = backoff_base
 
     # --- transport --------------------------------------------------------------------------
+    #
+    # HTTP-level retries are urllib3's ``Retry`` on two sessions: queries retry connect and read
+    # errors, 429 and 5xx (honouring ``Retry-After``); mutations retry only what surely never reached
+    # Paradime (a connection never made, a 429) and never a read error or a 5xx. Every wait inside a
+    # job is at most MAX_PAUSE_SECONDS: a longer outage sends the whole triage back to RQ's scheduler
+    # (``paradime.recheck_seconds``). Answers that are HTTP 200 but unusable (GraphQL ``errors[]``,
+    # not JSON, no data) are retried here, the same bounded number of times.
 
-    def _pause(self, attempt: int, retry_after: str | None = None) -> None:
-        delay = min(self.backoff_base * (2 ** (attempt - 1)), 30.0)
-        if retry_after and retry_after.strip().isdigit():
-            delay = min(max(delay, float(retry_after)), 60.0)
-        time.sleep(delay)
+    def _session(self, mutation: bool) -> requests.Session:
+        attempts, base = self.settings.max_attempts - 1, self.backoff_base
+        if mutation:
+            retry = _BoundedRetry(total=attempts, connect=attempts, read=0, other=0, status=attempts,
+                                  status_forcelist=(429,), allowed_methods=None, backoff_factor=base,
+                                  backoff_max=MAX_PAUSE_SECONDS, raise_on_status=False)
+        else:
+            retry = _BoundedRetry(total=attempts, connect=attempts, read=attempts, other=attempts,
+                                  status=attempts, status_forcelist=(429, 500, 502, 503, 504), allowed_methods=None,
+                                  backoff_factor=base, backoff_max=MAX_PAUSE_SECONDS, raise_on_status=False)
+        session = requests.Session()
+        session.mount("https://", HTTPAdapter(max_retries=retry))
+        session.mount("http://", HTTPAdapter(max_retries=retry))
+        return session
+
+    @cached_property
+    def _query_session(self) -> requests.Session:
+        return self._session(mutation=False)
+
+    @cached_property
+    def _mutation_session(self) -> requests.Session:
+        return self._session(mutation=True)
 
     def _post(self, operation: str, query: str, variables: dict[str, Any], *, mutation: bool) -> dict[str, Any]:
-        headers = {
-            "Content-Type": "application/json",
-            "X-API-KEY": self.settings.api_key or "",
-            "X-API-SECRET": self.settings.api_secret or "",
-        }
         attempts = self.settings.max_attempts
-        last = ""
         for attempt in range(1, attempts + 1):
-            retry_after = None
-            try:
-                resp = self.session.post(
-                    self.settings.endpoint, json={"query": query, "variables": variables},
-                    headers=headers, timeout=self.settings.timeout_seconds,
-                )
-            except requests.ConnectTimeout:
-                last = f"connection timed out after {self.settings.timeout_seconds:g}s"
-            except requests.Timeout:
-                last = f"no answer within {self.settings.timeout_seconds:g}s"
-                if mutation:
-                    raise AmbiguousMutation(f"Paradime {operation}: {last}; it may have been applied") from None
-            except requests.ConnectionError as exc:
-                if mutation and not _never_sent(exc):
-                    raise AmbiguousMutation(f"Paradime {operation}: connection lost; it may have been applied") \
-                        from None
-                last = "could not connect"
-            except requests.RequestException as exc:
-                if mutation:
-                    raise AmbiguousMutation(f"Paradime {operation}: request failed ({exc.__class__.__name__}); "
-                                            "it may have been applied") from None
-                last = f"request failed ({exc.__class__.__name__})"
-            else:
-                status = resp.status_code
-                if status == 429:
-                    last, retry_after = "rate limited (HTTP 429)", resp.headers.get("Retry-After")
-                elif status >= 500:
-                    last = f"HTTP {status}"
-                    if mutation:
-                        raise AmbiguousMutation(f"Paradime {operation}: {last}; it may have been applied")
-                elif status in (401, 403):
-                    raise UpstreamError(
-                        f"Paradime {operation}: HTTP {status}: the API key/secret were refused", retryable=False
-                    )
-                elif status >= 400:
-                    raise UpstreamError(f"Paradime {operation}: HTTP {status}", retryable=False)
-                else:
-                    try:
-                        doc = resp.json()
-                    except ValueError:
-                        doc = None
-                    if not isinstance(doc, dict):
-                        last = "answer is not a JSON object"
-                    elif doc.get("errors"):
-                        last = "GraphQL error: " + _messages(doc["errors"])
-                        if mutation:
-                            raise UpstreamError(f"Paradime {operation}: {last}", retryable=False)
-                    elif not isinstance(doc.get("data"), dict) or doc["data"].get(operation) is None:
-                        last = f"answer has no data.{operation}"
-                    else:
-                        return doc["data"][operation]
+            doc = self._send(operation, {"query": query, "variables": variables}, mutation)
+            problem = _unusable(doc, operation)
+            if problem is None:
+                return doc["data"][operation]
+            if mutation:  # Paradime answered: a refusal is definite, anything else may have been applied
+                if problem.startswith("GraphQL error"):
+                    raise UpstreamError(f"Paradime {operation}: {problem}", retryable=False)
+                raise AmbiguousMutation(f"Paradime {operation}: {problem}; it may have been applied")
             if attempt < attempts:
-                log.warning("Paradime %s: %s (attempt %d/%d), retrying", operation, last, attempt, attempts)
-                self._pause(attempt, retry_after)
-        raise UpstreamError(f"Paradime {operation}: {last} after {attempts} attempts")
+                log.warning("Paradime %s: %s (attempt %d/%d), retrying", operation, problem, attempt, attempts)
+                self._pause(attempt)
+        raise UpstreamError(f"Paradime {operation}: {problem} after {attempts} attempts")
+
+    def _pause(self, attempt: int) -> None:
+        time.sleep(min(self.backoff_base * 2 ** (attempt - 1), MAX_PAUSE_SECONDS))
+
+    def _send(self, operation: str, body: dict[str, Any], mutation: bool) -> Any:
+        """One request (with urllib3's retries); the decoded JSON answer, or None when it is not JSON."""
+        headers = {"X-API-KEY": self.settings.api_key or "", "X-API-SECRET": self.settings.api_secret or ""}
+        session = self._mutation_session if mutation else self._query_session
+        timeout, attempts = self.settings.timeout_seconds, self.settings.max_attempts
+        try:
+            resp = session.post(self.settings.endpoint, json=body, headers=headers, timeout=timeout)
+        except requests.ConnectionError as exc:
+            if _never_sent(exc):
+                raise UpstreamError(f"Paradime {operation}: could not connect after {attempts} attempts") from None
+            if mutation:
+                raise AmbiguousMutation(f"Paradime {operation}: no answer ({_what(exc, timeout)}); it may have been "
+                                        "applied") from None
+            raise UpstreamError(f"Paradime {operation}: {_what(exc, timeout)} after {attempts} attempts") from None
+        except requests.RequestException as exc:
+            if mutation:
+                raise AmbiguousMutation(f"Paradime {operation}: request failed ({exc.__class__.__name__}); "
+                                        "it may have been applied") from None
+            raise UpstreamError(f"Paradime {operation}: request failed ({exc.__class__.__name__})") from None
+        status = resp.status_code
+        if status == 429:
+            raise UpstreamError(f"Paradime {operation}: rate limited (HTTP 429) after {attempts} attempts")
+        if status >= 500:
+            if mutation:
+                raise AmbiguousMutation(f"Paradime {operation}: HTTP {status}; it may have been applied")
+            raise UpstreamError(f"Paradime {operation}: HTTP {status} after {attempts} attempts")
+        if status in (401, 403):
+            raise UpstreamError(f"Paradime {operation}: HTTP {status}: the API key/secret were refused",
+                                retryable=False)
+        if status >= 400:
+            raise UpstreamError(f"Paradime {operation}: HTTP {status}", retryable=False)
+        try:
+            return resp.json()
+        except ValueError:
+            return None
 
     # --- operations -------------------------------------------------------------------------
 
@@ -342,11 +362,39 @@ class _Capped:
         return chunk
 
 
+def _unusable(doc: Any, operation: str) -> str | None:
+    """Why an HTTP 200 answer cannot be used, or None."""
+    if not isinstance(doc, dict):
+        return "answer is not a JSON object"
+    if doc.get("errors"):
+        return "GraphQL error: " + _messages(doc["errors"])
+    if not isinstance(doc.get("data"), dict) or doc["data"].get(operation) is None:
+        return f"answer has no data.{operation}"
+    return None
+
+
+class _BoundedRetry(Retry):
+    """urllib3's Retry, with a ``Retry-After`` longer than MAX_PAUSE_SECONDS cut to it: a job does not
+    sleep for minutes; if the limit persists, the triage goes back to RQ's scheduler."""
+
+    def get_retry_after(self, response):
+        after = super().get_retry_after(response)
+        return None if after is None else min(after, MAX_PAUSE_SECONDS)
+
+
 def _never_sent(exc: requests.ConnectionError) -> bool:
-    """True when the connection was never made (refused, DNS), so Paradime cannot have seen the request."""
+    """urllib3's own distinction: a connect error (refused, DNS, connect timeout) means the request
+    never left; anything else (a read timeout, a dropped connection) means it may have arrived."""
     reason = exc.args[0] if exc.args else None
-    reason = getattr(reason, "reason", reason)
-    return type(reason).__name__ in ("NewConnectionError", "NameResolutionError", "ConnectTimeoutError")
+    reason = getattr(reason, "reason", reason)  # MaxRetryError wraps the last error
+    return isinstance(reason, NewConnectionError | ConnectTimeoutError) or isinstance(exc, requests.ConnectTimeout)
+
+
+def _what(exc: requests.ConnectionError, timeout: float) -> str:
+    if isinstance(exc, requests.Timeout) or isinstance(getattr(exc.args[0] if exc.args else None, "reason", None),
+                                                        ReadTimeoutError):
+        return f"no answer within {timeout:g}s"
+    return "connection lost"
 
 
 #: How many redirects an artifact download follows (see the module docstring for the whole policy).
