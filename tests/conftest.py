@@ -158,13 +158,10 @@ class Service:
             time.sleep(0.05)
 
 
-@pytest.fixture
-def service_env(redis_url, redis, paradime, slack, policy, tmp_path, monkeypatch) -> dict[str, str]:
-    path = tmp_path / "triage.yaml"
-    path.write_text(yaml.safe_dump(policy))
-    env = {
+def simulated_env(redis_url: str, paradime: ParadimeSimulator, slack: SlackSimulator) -> dict[str, str]:
+    """The variables that point web and worker at this Redis and the simulators (bot-token Slack)."""
+    return {
         "REDIS_URL": redis_url,
-        "TRIAGE_CONFIG": str(path),
         "PARADIME_API_ENDPOINT": paradime.graphql_url,
         "PARADIME_API_KEY": paradime.api_key,
         "PARADIME_API_SECRET": paradime.api_secret,
@@ -173,6 +170,13 @@ def service_env(redis_url, redis, paradime, slack, policy, tmp_path, monkeypatch
         "SLACK_CHANNEL": "#data-alerts",
         "SLACK_API_URL": slack.api_url,
     }
+
+
+@pytest.fixture
+def service_env(redis_url, redis, paradime, slack, policy, tmp_path, monkeypatch) -> dict[str, str]:
+    path = tmp_path / "triage.yaml"
+    path.write_text(yaml.safe_dump(policy))
+    env = {**simulated_env(redis_url, paradime, slack), "TRIAGE_CONFIG": str(path)}
     for name in ("SLACK_WEBHOOK_URL", "PARADIME_WEBHOOK_TOKEN", "TRIAGE_WEBHOOK_VERIFICATION"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():

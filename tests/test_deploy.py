@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import REPO, SAMPLES, WEBHOOK_SECRET, free_port
+from tests.conftest import REPO, SAMPLES, WEBHOOK_SECRET, free_port, simulated_env
 from triage.sim.paradime import SimCommand, make_run_results
 
 pytestmark = pytest.mark.slow
@@ -55,18 +55,8 @@ def workdir(tmp_path) -> Path:
 
 @pytest.fixture
 def env(venv, workdir, redis_url, redis, paradime, slack) -> dict[str, str]:
-    return {
-        "PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(workdir),
-        "TRIAGE_CONFIG": "policy.yaml",
-        "REDIS_URL": redis_url,
-        "PARADIME_API_ENDPOINT": paradime.graphql_url,
-        "PARADIME_API_KEY": paradime.api_key,
-        "PARADIME_API_SECRET": paradime.api_secret,
-        "PARADIME_WEBHOOK_SECRET": WEBHOOK_SECRET,
-        "SLACK_BOT_TOKEN": slack.token,
-        "SLACK_CHANNEL": "#data-alerts",
-        "SLACK_API_URL": slack.api_url,
-    }
+    return {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(workdir), "TRIAGE_CONFIG": "policy.yaml",
+            **simulated_env(redis_url, paradime, slack)}
 
 
 def test_the_wheel_carries_its_defaults_and_nothing_reads_the_checkout(venv, env, workdir):

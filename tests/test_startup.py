@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import WEBHOOK_SECRET, free_port
+from tests.conftest import WEBHOOK_SECRET, free_port, simulated_env
 
 CLI = [sys.executable, "-m", "triage.cli"]
 
@@ -22,17 +22,7 @@ CLI = [sys.executable, "-m", "triage.cli"]
 @pytest.fixture
 def env(tmp_path, redis_url, redis, paradime, slack) -> dict[str, str]:
     """A worker's and a web's environment, nothing inherited but PATH (as a systemd unit has)."""
-    return {
-        "PATH": os.environ["PATH"], "HOME": str(tmp_path),
-        "REDIS_URL": redis_url,
-        "PARADIME_API_ENDPOINT": paradime.graphql_url,
-        "PARADIME_API_KEY": paradime.api_key,
-        "PARADIME_API_SECRET": paradime.api_secret,
-        "PARADIME_WEBHOOK_SECRET": WEBHOOK_SECRET,
-        "SLACK_BOT_TOKEN": slack.token,
-        "SLACK_CHANNEL": "#data-alerts",
-        "SLACK_API_URL": slack.api_url,
-    }
+    return {"PATH": os.environ["PATH"], "HOME": str(tmp_path), **simulated_env(redis_url, paradime, slack)}
 
 
 def run(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
