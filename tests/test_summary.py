@@ -18,7 +18,7 @@ from slack_sdk.models.blocks import Block
 from tests.conftest import REPO, SAMPLES
 from triage.classify import RuleSet
 from triage.explain import explain
-from triage.models import Classification, Command, Decision, Evidence, Failure
+from triage.models import Classification, Command, Decision, Evidence, Failure, Reason
 from triage.sim.slack import check_message
 from triage.summary import (
     IncidentRun,
@@ -63,8 +63,9 @@ def lock_evidence() -> Evidence:
     return evidence(*(node(n, LOCK) for n in ("stg_orders", "stg_payments", "fct_orders")))
 
 
-RETRY = Decision("retry", "transient: 3× lock_conflict", 1, 120)
-BUDGET = Decision("none", "retry budget spent: 2 automatic retries already made (retry.max_attempts: 2)")
+RETRY = Decision("retry", "transient: 3× lock_conflict", 1, 120, code=Reason.TRANSIENT, detail="3× lock_conflict")
+BUDGET = Decision("none", "retry budget spent: 2 automatic retries already made (retry.max_attempts: 2)",
+                  code=Reason.BUDGET_SPENT)
 
 
 def valid(message: SlackMessage) -> None:
@@ -142,7 +143,8 @@ def test_a_retry_run_that_fails_again():
     ([node("a", SQL), node("b", MISSING), node("t", DATA_TEST, "test"), node("a2", MISSING)], "redshift",
      Decision("none", "4 failures will fail again"),
      "Not retrying: 2 models reference a missing table or view; 1 data test failed (+1 more category)"),
-    ([node("a", UNKNOWN)], "databricks", Decision("none", "1 failure not recognised; a human should look"),
+    ([node("a", UNKNOWN)], "databricks",
+     Decision("none", "1 failure not recognised; a human should look", code=Reason.UNRECOGNISED),
      "Not retrying: 1 model failed with an error no rule recognises"),
     ([node("a", Classification("deterministic", "resource_limit", "snowflake_resource_monitor"))], "snowflake",
      Decision("none", "1 failure will fail again"), "Not retrying: 1 model exceeded a Snowflake resource limit"),
@@ -155,8 +157,8 @@ def test_sentences_for_category_mixes(failures, adapter, decision, sentence):
 
 
 def test_without_evidence_the_reason_is_used():
-    assert verdict_line(Decision("retry", "transient: 1× lock_conflict", 1, 0), 0) == (
-        "retrying", "Retrying now: 1× lock_conflict")
+    assert verdict_line(Decision("retry", "transient: 1× lock_conflict", 1, 0, code=Reason.TRANSIENT,
+                                 detail="1× lock_conflict"), 0) == ("retrying", "Retrying now: 1× lock_conflict")
     assert verdict_line(Decision("none", "the run was cancelled; not retrying a cancelled run"), 0) == (
         "not_retried", "Not retrying: the run was cancelled; not retrying a cancelled run")
 

@@ -22,7 +22,7 @@ from collections import Counter
 
 from triage.config import RetryPolicy
 from triage.history import NodeHistory
-from triage.models import Decision, Evidence
+from triage.models import Decision, Evidence, Reason
 
 
 def _plural(n: int, word: str) -> str:
@@ -44,39 +44,40 @@ def decide(evidence: Evidence, attempts_used: int, policy: RetryPolicy, schedule
     """
     history = history or {}
     if evidence.state == "CANCELED":
-        return Decision("none", "the run was cancelled; not retrying a cancelled run")
+        return Decision("none", "the run was cancelled; not retrying a cancelled run", code=Reason.CANCELED)
     failures = evidence.failures
     if not failures and not evidence.failed_commands:
-        return Decision("none", "the run succeeded")
+        return Decision("none", "the run succeeded", code=Reason.SUCCEEDED)
 
     deterministic = [f for f in failures if f.classification.verdict == "deterministic"]
     if deterministic:
         return Decision("none", f"{_plural(len(deterministic), 'failure')} will fail again "
-                                f"({_categories(deterministic)})")
+                                f"({_categories(deterministic)})", code=Reason.DETERMINISTIC)
     unknown = [f for f in failures if f.classification.verdict == "unknown"]
     flaky = [history[f.node] for f in failures if f.node in history and history[f.node].is_flaky]
     if unknown and not policy.retry_unknown:
         known_flaky = policy.retry_unknown_if_flaky and all(
             f.node in history and history[f.node].is_flaky for f in unknown)
         if not known_flaky:
-            return Decision("none", f"{_plural(len(unknown), 'failure')} not recognised; a human should look")
+            return Decision("none", f"{_plural(len(unknown), 'failure')} not recognised; a human should look",
+                            code=Reason.UNRECOGNISED)
 
     attempt = attempts_used + 1
     if attempts_used >= policy.max_attempts:
         return Decision("none", f"retry budget spent: {_plural(attempts_used, 'automatic retry')} already made "
-                                f"(retry.max_attempts: {policy.max_attempts})")
+                                f"(retry.max_attempts: {policy.max_attempts})", code=Reason.BUDGET_SPENT)
     caps = [f.classification.max_retries for f in failures if f.classification.max_retries is not None]
     if caps and attempt > min(caps):
         capped = min(caps)
         return Decision("none", f"this kind of failure is worth only {_plural(capped, 'retry')}, "
-                                f"and {_plural(attempts_used, 'retry')} already failed")
+                                f"and {_plural(attempts_used, 'retry')} already failed", code=Reason.RULE_CAP)
 
     limit = policy.give_up_after_unrecovered
     hopeless = [h for f in failures if (h := history.get(f.node or "")) and limit and h.retries >= limit
                 and h.recoveries == 0]
     if hopeless:
         return Decision("none", f"retrying never helped: {hopeless[0].node.split('.')[-1]} failed again after "
-                                f"each of its {_plural(hopeless[0].retries, 'retry')}")
+                                f"each of its {_plural(hopeless[0].retries, 'retry')}", code=Reason.NEVER_RECOVERED)
 
     backoff = policy.backoff_for(attempt)
     summary = _categories(failures) or "transient failure"
@@ -86,7 +87,8 @@ def decide(evidence: Evidence, attempts_used: int, policy: RetryPolicy, schedule
     if failed_commands and all(c.is_infra for c in failed_commands):
         if not schedule_name:
             return Decision("none", "only git clone / dbt deps failed, but the webhook named no schedule "
-                                    "to trigger again")
+                                    "to trigger again", code=Reason.NO_SCHEDULE)
         return Decision("trigger", f"only infrastructure commands failed ({summary}); triggering "
-                                   f"schedule '{schedule_name}' again", attempt, backoff)
-    return Decision("retry", f"transient: {summary}", attempt, backoff)
+                                   f"schedule '{schedule_name}' again", attempt, backoff, code=Reason.INFRA_ONLY,
+                        detail=summary)
+    return Decision("retry", f"transient: {summary}", attempt, backoff, code=Reason.TRANSIENT, detail=summary)

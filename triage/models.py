@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import Enum
 
 #: Bolt run states (Paradime SDK enum). STARTING and RUNNING are not terminal.
 TERMINAL_STATES = frozenset({"SUCCESS", "ERROR", "FAILED", "CANCELED", "SKIPPED"})
@@ -116,12 +117,33 @@ class Evidence:
 
 @dataclass(frozen=True)
 class Decision:
-    """What to do about a failed run, and why, in one sentence a human can read."""
+    """What to do about a failed run, and why: a reason code for code to branch on (the Slack
+    renderer), and one sentence a human can read (the "why" line, logs, the operations API)."""
 
     action: str  # "retry" | "trigger" | "none"
     reason: str
     attempt: int = 0  # which automatic retry this would be (1-based), 0 when not retrying
     backoff_seconds: float = 0.0
+    code: Reason | None = None  # None only for decisions made by hand (tests, previews)
+    detail: str = ""  # the reason's parameter worth a headline: the failures' categories for TRANSIENT
+
+
+class Reason(str, Enum):
+    """Why ``triage.decide`` decided as it did, one code per rule of its docstring."""
+
+    CANCELED = "canceled"
+    SUCCEEDED = "succeeded"
+    DETERMINISTIC = "deterministic"
+    UNRECOGNISED = "unrecognised"
+    BUDGET_SPENT = "budget_spent"
+    RULE_CAP = "rule_cap"
+    NEVER_RECOVERED = "never_recovered"
+    NO_SCHEDULE = "no_schedule"
+    INFRA_ONLY = "infra_only"
+    TRANSIENT = "transient"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 def evidence_from_dict(d: dict) -> Evidence:

@@ -41,7 +41,7 @@ from slack_sdk.models.blocks import (
 )
 
 from triage.artifacts import scalar_text
-from triage.models import Decision, Evidence, Failure
+from triage.models import Decision, Evidence, Failure, Reason
 
 RUN_LINK = "https://app.paradime.io/bolt/run_id/{run_id}"
 MAX_BLOCKS = 50
@@ -324,19 +324,21 @@ def describe_failures(failures: Sequence[Failure], adapter: str | None) -> str:
     return text
 
 
-def _policy(reason: str) -> str:
+def _policy(decision: Decision) -> str:
     """The part of a policy reason worth a headline; the rest stays in the "why" line."""
-    return reason.split(":", 1)[0] if reason.startswith("retry budget spent") else reason
+    return "retry budget spent" if decision.code is Reason.BUDGET_SPENT else decision.reason
 
 
 def _cause(decision: Decision, evidence: Evidence | None) -> str:
     """Why the decision, from the failures when they are the reason, else from ``decision.reason``.
 
     Mirrors the order of ``triage.decide``: deterministic failures win, then unrecognised ones
-    (its reason then says "not recognised"), then the policy (budget, caps, cancelled …).
+    (reason code UNRECOGNISED), then the policy (budget, caps, cancelled …).
     """
     if evidence is None:
-        return decision.reason.removeprefix("transient: ") if decision.action != "none" else _policy(decision.reason)
+        if decision.action != "none":
+            return decision.detail or decision.reason
+        return _policy(decision)
     failures = evidence.failures
     if decision.action in ("retry", "trigger"):
         if failures:
@@ -349,9 +351,9 @@ def _cause(decision: Decision, evidence: Evidence | None) -> str:
     if deterministic:
         return describe_failures(deterministic, evidence.adapter)
     unknown = [f for f in failures if f.classification.verdict == "unknown"]
-    if unknown and "not recognised" in decision.reason:
+    if unknown and decision.code is Reason.UNRECOGNISED:
         return describe_failures(unknown, evidence.adapter)
-    return _policy(decision.reason)
+    return _policy(decision)
 
 
 def verdict_line(decision: Decision, attempt_of_run: int, *, evidence: Evidence | None = None) -> tuple[str, str]:

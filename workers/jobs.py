@@ -204,7 +204,8 @@ def _triage(ctx: Context, triage_id: str, ev: WebhookEvent, check: int) -> dict[
     _act(ctx, triage_id, ev, run_id, link, evidence, decision)
     return {
         "status": "triaged", "run_id": run_id, "origin": link.origin, "attempt": link.attempt,
-        "action": decision.action, "reason": decision.reason, "backoff_seconds": decision.backoff_seconds,
+        "action": decision.action, "reason_code": str(decision.code), "reason": decision.reason,
+        "backoff_seconds": decision.backoff_seconds,
         "failures": len(evidence.failures), "evidence": evidence_to_dict(evidence),
     }
 
