@@ -93,28 +93,6 @@ class Store:
 
     # --- intake dedup ----------------------------------------------------------------------
 
-    def claim_delivery(self, keys: list[str], triage_id: str) -> str | None:
-        """Claim every key for ``triage_id``; return the triage id of an earlier claim, if any.
-
-        Claims are made in order; when one is already held, the ones this call made are released,
-        so a duplicate leaves no trace and its first delivery keeps its triage id.
-        """
-        made = []
-        for key in keys:
-            full = f"{PREFIX}{key}"
-            if self.redis.set(full, triage_id, nx=True, ex=self.dedup_ttl):
-                made.append(full)
-                continue
-            existing = self.redis.get(full)
-            for k in made:
-                self.redis.delete(k)
-            return existing.decode() if existing else triage_id
-        return None
-
-    def release_delivery(self, keys: list[str]) -> None:
-        """Forget the delivery and run-event claims, so that the next delivery is triaged again."""
-        self.redis.delete(*(f"{PREFIX}{k}" for k in keys))
-
     def admit(self, keys: list[str], triage_id: str, record: dict[str, Any],
               enqueue: Callable[[Pipeline], Any]) -> str | None:
         """Claim every key, record the triage and enqueue its job in one MULTI/EXEC, or do nothing.

@@ -28,7 +28,7 @@ class Context:
 
 
 def build(settings: Settings) -> Context:
-    require_worker(settings)
+    """The context of a worker whose settings ``require_worker`` accepted."""
     redis = broker.connect(settings.redis_url)
     return Context(
         history=History(redis),
@@ -53,7 +53,9 @@ def install(ctx: Context) -> None:
 
 @functools.lru_cache(maxsize=1)
 def _built() -> Context:
-    return build(load_settings())
+    settings = load_settings()
+    require_worker(settings)
+    return build(settings)
 
 
 def current() -> Context:

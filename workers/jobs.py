@@ -78,14 +78,16 @@ def triage_webhook(triage_id: str, event: dict[str, Any], check: int = 0) -> dic
             result = _again(ctx, triage_id, ev, check, f"upstream error: {exc}")
         outcome = {k: v for k, v in result.items() if k != "evidence"}
         fields = {"outcome": result["status"], **{k: v for k, v in result.items() if k != "status"}}
+        now = ctx.store.triage_status(triage_id)
         if result["status"] == "waiting":
-            ctx.store.advance(triage_id, TriageStatus.WAITING, **fields)
-        elif ctx.store.triage_status(triage_id) in (TriageStatus.RETRY_SCHEDULED, TriageStatus.RETRIED,
-                                                    TriageStatus.DONE):
+            now = TriageStatus.WAITING
+            ctx.store.advance(triage_id, now, **fields)
+        elif now in (TriageStatus.RETRY_SCHEDULED, TriageStatus.RETRIED, TriageStatus.DONE):
             ctx.store.save_triage(triage_id, **fields)  # perform_retry ends it (it may have already)
         else:
-            ctx.store.advance(triage_id, TriageStatus.DONE, finished_at=time.time(), **fields)
-        log.info("triage %s: %s", ctx.store.triage_status(triage_id), json.dumps(outcome)[:500])
+            now = TriageStatus.DONE
+            ctx.store.advance(triage_id, now, finished_at=time.time(), **fields)
+        log.info("triage %s: %s", now, json.dumps(outcome)[:500])
         return outcome
 
 

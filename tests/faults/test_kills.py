@@ -67,6 +67,18 @@ class Workers:
             os.killpg(pid, signal.SIGKILL)
         proc.wait(10)
 
+    def kill_one_at(self, paradime, message: str, moment: str, reached: Callable[[int], bool],
+                    within: float = 30) -> int:
+        """Deliver a failed run's webhook to worker w1, SIGKILL w1 whole once ``reached(run_id)``
+        holds (the ``moment``), and start w2 to finish the job; the run id."""
+        first = self.start("w1")
+        run_id = failed_run(paradime, dbt_run(message))
+        paradime.deliver(run_id)
+        wait_for(moment, lambda: reached(run_id), within)
+        self.kill_whole(first)
+        self.start("w2")
+        return run_id
+
     def log(self, name: str) -> str:
         return (self.cwd / f"{name}.log").read_text()
 
@@ -132,12 +144,8 @@ def test_a_killed_work_horse_is_retried_by_its_worker(service, workers, paradime
 
 def test_a_killed_worker_is_finished_by_another_within_the_bound(service, workers, paradime, slack, redis):
     paradime.fail_next("artifact", kind="timeout", delay=300)
-    first = workers.start("w1")
-    run_id = failed_run(paradime, dbt_run(MISSING))
-    paradime.deliver(run_id)
-    wait_for("the download starts", lambda: paradime.calls_of("artifact"), 20)
-    workers.kill_whole(first)
-    workers.start("w2")
+    run_id = workers.kill_one_at(paradime, MISSING, "the download starts", lambda _: paradime.calls_of("artifact"),
+                                 within=20)
 
     took = wait_for("another worker finishes the triage", lambda: slack.top_level(), ABANDONED_BOUND)
     assert len(slack.top_level()) == 1 and "Not retrying" in str(slack.top_level()[0].blocks)
@@ -148,12 +156,7 @@ def test_a_killed_worker_is_finished_by_another_within_the_bound(service, worker
 
 def test_a_worker_killed_after_sending_the_retry_never_sends_it_twice(service, workers, paradime, slack, redis):
     paradime.fail_next("retryBoltRun", kind="slow_answer", delay=300)  # carried out, answer never arrives
-    first = workers.start("w1")
-    run_id = failed_run(paradime, dbt_run(LOCK))
-    paradime.deliver(run_id)
-    wait_for("the retry is sent", lambda: paradime.calls_of("retryBoltRun"), 30)
-    workers.kill_whole(first)
-    workers.start("w2")
+    run_id = workers.kill_one_at(paradime, LOCK, "the retry is sent", lambda _: paradime.calls_of("retryBoltRun"))
 
     wait_for("the story asks a human", lambda: story(service, run_id).get("status") == "needs_human",
              ABANDONED_BOUND + 60)
@@ -165,13 +168,12 @@ def test_a_worker_killed_after_sending_the_retry_never_sends_it_twice(service, w
 
 def test_a_worker_killed_between_the_slack_claim_and_the_post_posts_once(service, workers, paradime, slack, redis):
     slack.stall_next(300, method="chat.postMessage")  # claimed, never posted
-    first = workers.start("w1")
-    run_id = failed_run(paradime, dbt_run(MISSING))
-    paradime.deliver(run_id)
-    wait_for("the post is being sent", lambda: any(r.method == "chat.postMessage" for r in slack.requests_log)
-             or redis.get(f"bt:slack:{run_id}:summary") == b"pending", 30)
-    workers.kill_whole(first)
-    workers.start("w2")
+
+    def sending(run: int) -> bool:
+        return any(r.method == "chat.postMessage" for r in slack.requests_log) or \
+            redis.get(f"bt:slack:{run}:summary") == b"pending"
+
+    run_id = workers.kill_one_at(paradime, MISSING, "the post is being sent", sending)
 
     wait_for("the alert is posted once", lambda: slack.top_level(), ABANDONED_BOUND + 60)
     time.sleep(2)
