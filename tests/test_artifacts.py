@@ -1,4 +1,4 @@
-"""Tests for triage.artifacts against the real dbt artifacts in /work/shared/samples.
+"""Tests for triage.run_results and triage.dbt_log against the real dbt artifacts in /work/shared/samples.
 
 The log fixtures are written the way dbt prints to a terminal: each line starts with
 ``ESC[0m`` and an ``HH:MM:SS`` timestamp, continuation lines of a multi-line message
@@ -15,17 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from triage.artifacts import (
-    LogError,
-    NodeResult,
-    RunResults,
-    adapter_from_log,
-    adapter_from_run_results,
-    extract_log_errors,
-    parse_run_results,
-    strip_ansi,
-)
+from triage.dbt_log import LogError, adapter_from_log, extract_log_errors, strip_ansi
 from triage.errors import ArtifactError
+from triage.run_results import NodeResult, RunResults, adapter_from_run_results, parse_run_results
 
 SAMPLES = Path(__file__).parents[2] / "shared" / "samples"
 RUN_RESULTS_FILES = sorted(p.name for p in SAMPLES.glob("*run_results*.json"))

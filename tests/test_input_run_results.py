@@ -4,12 +4,14 @@ clear reason, and the triage reads the command's log instead of failing with a R
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from tests.test_pipeline import MISSING, _triage_of, failed_run
-from triage.artifacts import MAX_JSON_DEPTH, json_nesting_exceeds, parse_run_results
 from triage.errors import ArtifactError
+from triage.jsontext import json_nesting_exceeds
+from triage.run_results import MAX_JSON_DEPTH, parse_run_results
 from triage.sim.paradime import SimCommand, make_run_results
 
 DEEP = "[" * 100_000 + "]" * 100_000
@@ -62,3 +64,33 @@ def test_a_deep_run_results_falls_back_to_the_log(service, paradime, slack):
     [message] = slack.top_level()
     assert "Not retrying" in message.text and "Could not triage" not in message.text
     assert "RecursionError" not in json.dumps([m.blocks for m in slack.messages])
+
+
+SAMPLES = sorted((Path(__file__).parents[2] / "shared" / "samples").glob("*run_results*.json"))
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.name)
+def test_the_stream_reader_reads_what_the_strict_reader_reads(path, tmp_path):
+    """Bytes and files are streamed, text goes through json.loads: both must give the same RunResults."""
+    raw = path.read_bytes()
+    strict = parse_run_results(raw.decode("utf-8-sig"))
+    assert parse_run_results(raw) == strict
+    bom = tmp_path / "bom.json"
+    bom.write_bytes(b"\xef\xbb\xbf" + raw)
+    with bom.open("rb") as f:
+        assert parse_run_results(f) == strict
+
+
+@pytest.mark.parametrize("raw, message", [
+    (b'{"metadata": {}, "results": null}', 'run_results.json "results" must be a list, got null'),
+    (b'{"results": [{"unique_id": "model.a.b", "status": "error"}, 3]}', "results[1] is not an object (got number)"),
+    (b'{"results": [{"unique_id": "model.a.b"}]}', 'results[0] (model.a.b) has no "status"'),
+    (b'{"results": []} trailing', "run_results.json is not valid JSON: Extra data at line 1 column 17 (char 16)"),
+])
+def test_the_stream_reader_refuses_with_the_strict_readers_messages(raw, message):
+    with pytest.raises(ArtifactError) as info:
+        parse_run_results(raw)
+    assert str(info.value) == message
+    with pytest.raises(ArtifactError) as strict:
+        parse_run_results(raw.decode())
+    assert str(strict.value) == message

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tests.conftest import REPO, SAMPLES
-from triage.artifacts import parse_run_results
+from triage.run_results import parse_run_results
 
 CORPUS = REPO.parent / "shared" / "corpus" / "error-messages.jsonl"
 RUN_RESULTS = sorted(p for p in SAMPLES.glob("*.json") if "manifest" not in p.name)

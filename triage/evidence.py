@@ -12,18 +12,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 
-from triage.artifacts import (
-    RunResults,
-    adapter_from_log,
-    adapter_from_run_results,
-    extract_log_errors,
-    parse_run_results,
-)
 from triage.classify import RuleSet, classify, classify_node
+from triage.dbt_log import adapter_from_log, extract_log_errors
 from triage.errors import ArtifactError, UpstreamError
 from triage.manifest import read_node_info
 from triage.models import Command, Evidence, Failure
 from triage.paradime import ParadimeClient, RunStatus
+from triage.run_results import RunResults, adapter_from_run_results, parse_run_results
 
 log = logging.getLogger(__name__)
 

@@ -14,13 +14,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from triage.artifacts import RunResults, adapter_from_log, adapter_from_run_results, parse_run_results
 from triage.classify import RuleSet
 from triage.config import RetryPolicy
+from triage.dbt_log import adapter_from_log
 from triage.decide import decide
 from triage.errors import ArtifactError
 from triage.evidence import CommandFacts, failures_of
 from triage.models import Command, Decision, Evidence
+from triage.run_results import RunResults, adapter_from_run_results, parse_run_results
 
 
 @dataclass
@@ -36,19 +37,21 @@ class Report:
 def _kind(path: Path) -> tuple[str, Any]:
     """("run_results", parsed) | ("manifest", None) | ("log", text); ArtifactError when unreadable."""
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as f:
+            start = f.read(4096)
+            head = start.lstrip()
+            if not head.startswith(b"{"):
+                return "log", (start + f.read()).decode("utf-8", errors="replace")
+            schema = head.split(b"dbt_schema_version", 1)[-1][:120]
+            if b"/manifest/" in schema:
+                return "manifest", None
+            f.seek(0)
+            try:
+                return "run_results", parse_run_results(f)  # streamed: the file is never held whole
+            except ArtifactError as exc:
+                raise ArtifactError(f"{path}: {exc}") from None
     except OSError as exc:
         raise ArtifactError(f"{path}: cannot read: {exc.strerror}") from None
-    head = raw[:4096].lstrip()
-    if head.startswith(b"{"):
-        schema = head.split(b"dbt_schema_version", 1)[-1][:120]
-        if b"/manifest/" in schema:
-            return "manifest", None
-        try:
-            return "run_results", parse_run_results(raw)
-        except ArtifactError as exc:
-            raise ArtifactError(f"{path}: {exc}") from None
-    return "log", raw.decode("utf-8", errors="replace")
 
 
 def explain(paths: list[str | Path], rules: RuleSet, adapter: str | None = None,

@@ -40,7 +40,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from triage.artifacts import scalar_text
+from triage.jsontext import scalar_text
 from triage.models import Decision, Evidence, Failure, Reason
 
 RUN_LINK = "https://app.paradime.io/bolt/run_id/{run_id}"

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from triage.artifacts import json_nesting_exceeds
 from triage.errors import PayloadError
+from triage.jsontext import json_nesting_exceeds
 from triage.models import Command, Resource
 
 STARTED = "bolt.run.started"

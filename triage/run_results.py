@@ -1,4 +1,4 @@
-"""Read what a dbt command left behind: ``run_results.json`` first, the console log as a fallback.
+"""Read a dbt ``run_results.json``: which nodes ran, how each ended, and what the file cannot tell.
 
 run_results.json is the precise source (one entry per node, with its status and error
 message), so it is read tolerantly: dbt has changed the file across schema versions
@@ -6,37 +6,52 @@ message), so it is read tolerantly: dbt has changed the file across schema versi
 service must not fail because a field it does not need is missing or new. What cannot
 be read is said in ``RunResults.notes`` rather than guessed.
 
-When the file is missing or stale (dbt died before running any node: connection
-failure, ``dbt deps`` failure, a compilation error at parse time), the only evidence
-is the log, so ``extract_log_errors`` finds dbt's error blocks in it.
+Files and bytes are read as a stream of ijson events (``triage.jsonstream``): a 100 MB file of
+50,000 results is mostly ``compiled_code`` and ``timing``, which are skipped, so the reader takes
+less time than ``json.load`` and holds only the small ``NodeResult`` objects, never the text or the
+whole decoded document (bench/artifacts.py measures both). Anything the stream cannot read (invalid
+JSON or UTF-8, a top level that is not an object, numbers yajl overflows on) is read again the strict
+way, ``json.loads``, so error messages say exactly what is wrong and where.
+
+When the file is missing or stale, the command's log is read instead (``triage.dbt_log``).
 """
 
 from __future__ import annotations
 
+import gc
+import io
 import json
 import re
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from itertools import accumulate
-from typing import Any
+from typing import IO, Any
 
+import ijson
+
+from triage import jsonstream
 from triage.errors import ArtifactError
+from triage.jsonstream import is_container
+from triage.jsontext import json_nesting_exceeds, json_type, scalar_text
 from triage.models import FAILED_STATUSES
 
 #: Newest run-results schema this module was written against; newer ones are read with a note.
 LATEST_SCHEMA = 6
 #: Oldest schema read at all. v1 (dbt 0.19) has no ``failures`` field and allows an integer ``message``.
 OLDEST_SCHEMA = 2
-#: A log error message is cut to this many characters (the classifier needs the start, Slack the gist).
-MAX_MESSAGE_CHARS = 1000
 #: Deepest nesting of arrays/objects read in run_results.json (dbt writes about 6; ``args.vars`` may add
-#: a few). Deeper files are refused before ``json.loads``, which would recurse out (RecursionError)
-#: somewhere near 1,000 levels, less on a deep call stack.
+#: a few). Deeper files are refused before anything is built: ``json.loads`` would recurse out
+#: (RecursionError) somewhere near 1,000 levels, and ijson's prefixes grow quadratically.
 MAX_JSON_DEPTH = 256
+#: The fields of a result the service reads; the others (compiled_code, timing, …) are skipped unbuilt.
+NODE_FIELDS = frozenset({"unique_id", "status", "message", "failures", "relation_name", "execution_time",
+                         "adapter_response"})
+_BOM = b"\xef\xbb\xbf"
 
+RawRunResults = bytes | bytearray | str | dict | IO[bytes]
 
-# --------------------------------------------------------------------------- run_results.json
 
 
 @dataclass(frozen=True)
@@ -110,21 +125,6 @@ _ISO_RE = re.compile(
 )
 
 
-def _json_type(value: Any) -> str:
-    """The JSON name of a decoded value's type, for error messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
-
-
 def _parse_time(value: Any) -> datetime | None:
     """ISO 8601 to naive UTC. Hand-rolled: Fusion writes nanoseconds, which Python 3.10 rejects."""
     if not isinstance(value, str):
@@ -146,27 +146,8 @@ def _parse_time(value: Any) -> datetime | None:
     return dt
 
 
-_JSON_STRING_RE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
-_NOT_BRACKETS_RE = re.compile(r"[^\[\]{}]+")
-_DEPTH_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
-
-
-def json_nesting_exceeds(text: str, limit: int) -> bool:
-    """True when the JSON ``text`` nests arrays/objects more than ``limit`` deep.
-
-    A linear scan without recursion, at C speed (regular expressions, ``accumulate``): string
-    literals are removed first (brackets inside strings do not count), then everything but
-    brackets; the deepest running sum of ``+1`` per opening and ``-1`` per closing bracket is the
-    nesting depth. Meant to run before ``json.loads``; for text that is not valid JSON the answer
-    is approximate (the parser then says what is wrong with it).
-    """
-    if text.count("[") + text.count("{") <= limit:
-        return False
-    brackets = _NOT_BRACKETS_RE.sub("", _JSON_STRING_RE.sub("", text))
-    return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0) > limit
-
-
-def _decode(raw: bytes | str | dict) -> dict:
+def _decode(raw: bytes | bytearray | str | dict) -> dict:
+    """The strict reader: the whole text at once, with ``json.loads``'s precise error messages."""
     if isinstance(raw, dict):
         return raw
     if isinstance(raw, (bytes, bytearray)):
@@ -180,21 +161,19 @@ def _decode(raw: bytes | str | dict) -> dict:
         raise ArtifactError(f"run_results.json must be bytes, text or a dict, got {type(raw).__name__}")
     if not raw.strip():
         raise ArtifactError("run_results.json is empty")
-    too_deep = ArtifactError(f"run_results.json is nested too deeply (more than {MAX_JSON_DEPTH} levels of "
-                             "arrays/objects): not a dbt artifact")
     if json_nesting_exceeds(raw, MAX_JSON_DEPTH):
-        raise too_deep
+        raise _too_deep()
     try:
         data = json.loads(raw)
     except RecursionError:  # the scan above should have caught it; a RecursionError must never escape
-        raise too_deep from None
+        raise _too_deep() from None
     except json.JSONDecodeError as exc:
         raise ArtifactError(
             f"run_results.json is not valid JSON: {exc.msg}"
             f" at line {exc.lineno} column {exc.colno} (char {exc.pos})"
         ) from None
     if not isinstance(data, dict):
-        raise ArtifactError(f"run_results.json must be a JSON object, got {_json_type(data)}")
+        raise ArtifactError(f"run_results.json must be a JSON object, got {json_type(data)}")
     return data
 
 
@@ -218,7 +197,10 @@ def _schema_version(metadata: dict, notes: list[str]) -> int | None:
     return version
 
 
-def _resource_and_name(unique_id: str) -> tuple[str, str]:
+_TEST_HASH_RE = re.compile(r"[0-9a-f]{10}")
+
+
+def resource_and_name(unique_id: str) -> tuple[str, str]:
     """``test.pkg.not_null_orders_id.5fb22c2710`` → ("test", "not_null_orders_id").
 
     Generic tests end with a 10-hex-digit hash and versioned models with ``v2``; the
@@ -228,8 +210,7 @@ def _resource_and_name(unique_id: str) -> tuple[str, str]:
     if len(parts) < 2:
         return "unknown", unique_id
     resource_type, last = parts[0], parts[-1]
-    is_hash = len(last) == 10 and all(c in "0123456789abcdef" for c in last)
-    if resource_type == "test" and len(parts) >= 4 and is_hash:
+    if resource_type == "test" and len(parts) >= 4 and _TEST_HASH_RE.fullmatch(last):
         return resource_type, parts[-2]
     if resource_type == "model" and len(parts) >= 4 and last[:1] == "v" and last[1:].isdigit():
         return resource_type, f"{parts[-2]}.{last}"
@@ -246,18 +227,9 @@ def _int_or_none(value: Any) -> int | None:
     return None
 
 
-_SURROGATE_RE = re.compile("[\ud800-\udfff]")
-
-
-def scalar_text(text: str) -> str:
-    """``text`` with every lone surrogate (``"\\ud800"`` in JSON decodes to one) replaced by U+FFFD,
-    so that it can be encoded as UTF-8: for Redis keys, the store and Slack."""
-    return _SURROGATE_RE.sub("\ufffd", text)
-
-
 def _node(i: int, r: Any) -> NodeResult:
     if not isinstance(r, dict):
-        raise ArtifactError(f"results[{i}] is not an object (got {_json_type(r)})")
+        raise ArtifactError(f"results[{i}] is not an object (got {json_type(r)})")
     uid = r.get("unique_id")
     if not isinstance(uid, str) or not uid:
         raise ArtifactError(f'results[{i}] has no "unique_id"')
@@ -265,7 +237,7 @@ def _node(i: int, r: Any) -> NodeResult:
     status = r.get("status")
     if not isinstance(status, str) or not status:
         raise ArtifactError(f'results[{i}] ({uid}) has no "status"')
-    resource_type, name = _resource_and_name(uid)
+    resource_type, name = resource_and_name(uid)
     message = r.get("message")
     exec_time = r.get("execution_time")
     if isinstance(exec_time, bool) or not isinstance(exec_time, (int, float)):
@@ -285,31 +257,188 @@ def _node(i: int, r: Any) -> NodeResult:
     )
 
 
-def parse_run_results(raw: bytes | str | dict, *, max_nodes: int = 100_000) -> RunResults:
-    """Parse a run_results.json (bytes, text or an already decoded dict).
+def _too_deep() -> ArtifactError:
+    return ArtifactError(f"run_results.json is nested too deeply (more than {MAX_JSON_DEPTH} levels of "
+                         "arrays/objects): not a dbt artifact")
 
+
+@dataclass
+class _Parts:
+    """The top-level fields the service reads, however they were decoded; ``nodes`` raises a result's
+    ArtifactError, so that errors come out in the same order whichever way the file was read."""
+
+    metadata: Any
+    results: Any  # the decoded value when it is not a list (for the error message)
+    has_results: bool
+    is_list: bool
+    count: int
+    nodes: Callable[[], tuple[NodeResult, ...]]
+    args: Any
+
+
+def _parts_of(data: dict) -> _Parts:
+    results = data.get("results")
+    is_list = isinstance(results, list)
+    return _Parts(
+        metadata=data.get("metadata", {}),
+        results=None if is_list else results,
+        has_results="results" in data,
+        is_list=is_list,
+        count=len(results) if is_list else 0,
+        nodes=lambda: tuple(_node(i, r) for i, r in enumerate(results)),
+        args=data.get("args"),
+    )
+
+
+class _StreamRefused(Exception):
+    """The stream reader leaves this input to the strict reader (which explains what is wrong with it)."""
+
+
+def _stream_results(events: jsonstream.Events, event: str, value: Any, max_nodes: int) -> tuple[Any, int, Callable]:
+    """(value when not a list, number of results, nodes) from the events of ``"results": …``.
+
+    Results are converted to ``NodeResult`` as they come, keeping only ``NODE_FIELDS``; after the first
+    one that is not a result, or beyond ``max_nodes``, the rest are only counted."""
+    if event != "start_array":
+        return jsonstream.build(events, event, value, 2, MAX_JSON_DEPTH), 0, tuple
+    nodes: list[NodeResult] = []
+    error: ArtifactError | None = None
+    count = 0
+    for ev, val in events:
+        if ev == "end_array":
+            break
+        keep = error is None and count < max_nodes
+        if ev == "start_map" and keep:
+            r: dict[str, Any] = {}
+            for ev2, key in events:
+                if ev2 == "end_map":
+                    break
+                ev3, val3 = next(events)
+                if not is_container(ev3):  # most fields: a scalar, no call
+                    if key in NODE_FIELDS:
+                        r[key] = val3
+                elif key in NODE_FIELDS:
+                    r[key] = jsonstream.build(events, ev3, val3, 4, MAX_JSON_DEPTH)
+                else:
+                    jsonstream.skip(events, ev3, 4, MAX_JSON_DEPTH)
+            try:
+                nodes.append(_node(count, r))
+            except ArtifactError as exc:
+                error = exc
+        elif keep:
+            item = jsonstream.build(events, ev, val, 3, MAX_JSON_DEPTH)
+            error = ArtifactError(f"results[{count}] is not an object (got {json_type(item)})")
+        else:
+            jsonstream.skip(events, ev, 3, MAX_JSON_DEPTH)
+        count += 1
+
+    def result() -> tuple[NodeResult, ...]:
+        if error is not None:
+            raise error
+        return tuple(nodes)
+
+    return None, count, result
+
+
+def _stream(f: IO[bytes], max_nodes: int) -> _Parts:
+    """Read the top-level object event by event; raise _StreamRefused for what the strict reader must see."""
+    events = ijson.basic_parse(f, use_float=True)
+    try:
+        first, _ = next(events)
+        if first != "start_map":
+            raise _StreamRefused
+        parts = _Parts({}, None, False, False, 0, tuple, None)
+        for ev, key in events:
+            if ev == "end_map":
+                break
+            ev, value = next(events)
+            if key == "results":
+                parts.results, parts.count, parts.nodes = _stream_results(events, ev, value, max_nodes)
+                parts.has_results, parts.is_list = True, ev == "start_array"
+            elif key in ("metadata", "args"):
+                setattr(parts, key, jsonstream.build(events, ev, value, 2, MAX_JSON_DEPTH))
+            else:
+                jsonstream.skip(events, ev, 2, MAX_JSON_DEPTH)
+        for _ in events:  # the end of the document: the parser refuses trailing data
+            pass
+    except jsonstream.TooDeep:
+        raise _too_deep() from None
+    except (ijson.JSONError, StopIteration, UnicodeDecodeError):
+        raise _StreamRefused from None
+    return parts
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a stream is read: it allocates hundreds of thousands of
+    objects without a single cycle, and every 700th allocation would otherwise start a collection
+    that scans them again (measured: up to a third of the read's time on 50,000 results)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _read_stream(f: IO[bytes], max_nodes: int) -> _Parts:
+    """Stream ``f`` (a UTF-8 BOM skipped); whatever the stream refuses is read again with ``json.loads``."""
+    if not f.seekable():
+        return _parts_of(_decode(f.read()))
+    start = f.tell()
+    if f.read(3) != _BOM:
+        f.seek(start)
+    try:
+        with _gc_paused():
+            return _stream(f, max_nodes)
+    except _StreamRefused:
+        f.seek(start)
+        return _parts_of(_decode(f.read()))
+
+
+def parse_run_results(raw: RawRunResults, *, max_nodes: int = 100_000) -> RunResults:
+    """Parse a run_results.json: a binary file, bytes, text or an already decoded dict.
+
+    Files and bytes are streamed (see the module's docstring); text and dicts go through ``json.loads``.
     Raises ``ArtifactError`` only when the file is not a run-results file at all (not JSON,
     not an object, no ``results`` list, a result that is not an object or has no
     ``unique_id``/``status``, another artifact's or a pre-0.20 schema, more than
     ``max_nodes`` results). Anything else missing is tolerated and noted.
     """
-    data = _decode(raw)
-    notes: list[str] = []
+    if isinstance(raw, (bytes, bytearray)):
+        parts = _read_stream(io.BytesIO(raw), max_nodes)
+    elif isinstance(raw, (str, dict)):
+        parts = _parts_of(_decode(raw))
+    elif hasattr(raw, "read"):
+        parts = _read_stream(raw, max_nodes)
+    else:
+        raise ArtifactError(f"run_results.json must be bytes, text or a dict, got {type(raw).__name__}")
+    return _assemble(parts, max_nodes)
 
-    metadata = data.get("metadata", {})
+
+def read_run_results_path(path: str, *, max_nodes: int = 100_000) -> RunResults:
+    """``parse_run_results`` of a file on disk, streamed (never read into memory whole)."""
+    with open(path, "rb") as f:
+        return parse_run_results(f, max_nodes=max_nodes)
+
+
+def _assemble(parts: _Parts, max_nodes: int) -> RunResults:
+    """The checks and notes, in the order the strict reader has always made them."""
+    notes: list[str] = []
+    metadata = parts.metadata
     if metadata is None:
         metadata = {}
     if not isinstance(metadata, dict):
-        raise ArtifactError(f'run_results.json "metadata" must be an object, got {_json_type(metadata)}')
+        raise ArtifactError(f'run_results.json "metadata" must be an object, got {json_type(metadata)}')
     # The schema first: a manifest.json handed over by mistake should say so, not "no results".
     schema = _schema_version(metadata, notes) if metadata else None
-    if "results" not in data:
+    if not parts.has_results:
         raise ArtifactError('run_results.json has no "results" list')
-    results = data["results"]
-    if not isinstance(results, list):
-        raise ArtifactError(f'run_results.json "results" must be a list, got {_json_type(results)}')
-    if len(results) > max_nodes:
-        raise ArtifactError(f"run_results.json has {len(results)} results, more than max_nodes={max_nodes}")
+    if not parts.is_list:
+        raise ArtifactError(f'run_results.json "results" must be a list, got {json_type(parts.results)}')
+    if parts.count > max_nodes:
+        raise ArtifactError(f"run_results.json has {parts.count} results, more than max_nodes={max_nodes}")
 
     if not metadata:
         notes.append("no metadata: schema, dbt version and generation time unknown")
@@ -330,7 +459,7 @@ def parse_run_results(raw: bytes | str | dict, *, max_nodes: int = 100_000) -> R
         shown_at = metadata.get("generated_at")
         notes.append(f"metadata.generated_at {shown_at!r} unreadable: cannot tell if stale")
 
-    args = data.get("args")
+    args = parts.args
     which = args.get("which") if isinstance(args, dict) else None
     invocation = metadata.get("invocation_id")
     adapter_type = metadata.get("adapter_type")
@@ -341,7 +470,7 @@ def parse_run_results(raw: bytes | str | dict, *, max_nodes: int = 100_000) -> R
         generated_at=generated_at,
         invocation_id=invocation if isinstance(invocation, str) else None,
         command=which if isinstance(which, str) else None,
-        results=tuple(_node(i, r) for i, r in enumerate(results)),
+        results=parts.nodes(),
         notes=tuple(notes),
         adapter_type=adapter_type.lower() if isinstance(adapter_type, str) and adapter_type else None,
     )
@@ -380,7 +509,7 @@ def _adapter_from_response(r: dict) -> tuple[int, str] | None:
     return None
 
 
-def adapter_from_run_results(rr_raw_or_parsed: RunResults | bytes | str | dict) -> str | None:
+def adapter_from_run_results(rr_raw_or_parsed: RunResults | RawRunResults) -> str | None:
     """Best-effort guess of the warehouse a run_results.json came from (lowercase dbt adapter type).
 
     run_results.json does not name its adapter (no sample has ``metadata.adapter_type``;
@@ -425,234 +554,3 @@ def adapter_from_run_results(rr_raw_or_parsed: RunResults | bytes | str | dict) 
     return best[1] if best else None
 
 
-# --------------------------------------------------------------------------- log fallback
-
-_ANSI_RE = re.compile(
-    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves
-    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)"  # OSC: hyperlinks, titles
-    r"|\x1b[@-Z\\-_]"  # two-byte escapes
-    r"|\[\d{1,3}(?:;\d{1,3})*m"  # colour codes that lost their ESC byte: "[0m12:01:02"
-)
-
-
-def strip_ansi(text: str) -> str:
-    """Remove terminal escape codes (dbt colours its console output unless ``--no-use-colors``).
-
-    Also removes bare ``[0m``/``[31m`` left when a log pipeline drops the ESC byte,
-    as seen in logs relayed by orchestrators.
-    """
-    return _ANSI_RE.sub("", text)
-
-
-@dataclass(frozen=True)
-class LogError:
-    """An error block found in a dbt log."""
-
-    title: str
-    node: str | None
-    message: str
-
-
-# A line's prefix that is not the message: dbt 1.x console "12:01:02  ", dbt log file
-# "12:01:02.123456 [error] [Thread-1  ]: ", Fusion file "12:01:02.123 [info ]: ",
-# dbt 0.x "12:01:02 | ", optionally after a platform's ISO timestamp (or a relay's stray space).
-_TS_RE = re.compile(
-    r"^[ \t]*(?:\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})? ?)?"
-    r"\d{2}:\d{2}:\d{2}(?:\.\d+)?(?: \[\s*\w+\s*\](?: \[[^\]]*\])?: ?| \| ?|  |\s*$)"
-)
-_ENCOUNTERED_RE = re.compile(r"^(?P<title>Encountered an error(?: while [^:]*)?:)\s*(?P<rest>.*)$")
-_NODE_HEADER_RE = re.compile(
-    r"^(?P<kind>(?:Database|Runtime|Compilation|Dependency|Parsing|Internal) Error|Failure)"
-    r" in (?P<rtype>\w+) (?P<name>[^\s(]+)(?: \(.*\))?:?$"
-)
-_UNHANDLED_RE = re.compile(r"^Unhandled error while executing (?P<target>\S+)")
-_PLAIN_HEADER_RE = re.compile(r"^>?(?:Database|Runtime|Compilation|Dependency|Parsing|Internal) Error$")
-_FUSION_ERROR_RE = re.compile(r"^error: (?P<code>dbt\d+): ?(?P<rest>.*)$")
-# dbt progress and summary lines: they end an error block, never belong to one.
-_STATUS_RE = re.compile(
-    r"^(?:Done\. PASS=|Finished running|Completed with \d+ |Completed successfully|Running with dbt|"
-    r"Registered adapter|Found \d+ |Concurrency: |\d+ of \d+ |Nothing to do|Exited because|Warning in |"
-    r"\[WARNING\]|WARNING: |Skipping due to|Failing early|Cancell?ing|CANCEL |Finished '|dbt-fusion |"
-    r"(?:Succeeded|Failed|Passed|Skipped|Warned|Errored) \[)"
-)
-_TRACEBACK = "Traceback (most recent call last):"
-_CHAINED = (
-    "The above exception was the direct cause of the following exception:",
-    "During handling of the above exception, another exception occurred:",
-)
-_ADAPTER_RE = re.compile(r"Registered adapter: (\w+)=")
-
-
-@dataclass
-class _Block:
-    title: str
-    node: str | None
-    encountered: bool
-    lines: list[str] = field(default_factory=list)
-
-    def done(self) -> LogError:
-        message = "\n".join(s for s in (ln.strip() for ln in self.lines) if s)
-        if len(message) > MAX_MESSAGE_CHARS:
-            message = message[: MAX_MESSAGE_CHARS - 1].rstrip() + "…"
-        return LogError(self.title, self.node, message)
-
-
-def _header(text: str) -> _Block | None:
-    """A block for a line that opens one, else None. ``text`` is stripped."""
-    m = _ENCOUNTERED_RE.match(text)
-    if m:
-        return _with_rest(_Block(m.group("title"), None, encountered=True), m.group("rest"))
-    m = _NODE_HEADER_RE.match(text)
-    if m:
-        return _Block(text, m.group("name"), encountered=False)
-    m = _UNHANDLED_RE.match(text)
-    if m:
-        return _Block(text, _resource_and_name(m.group("target"))[1], encountered=False)
-    if _PLAIN_HEADER_RE.match(text):
-        return _Block(text.lstrip(">"), None, encountered=False)
-    m = _FUSION_ERROR_RE.match(text)
-    if m:
-        return _with_rest(_Block(f"error: {m.group('code')}", None, encountered=False), m.group("rest"))
-    return None
-
-
-def _with_rest(block: _Block, rest: str) -> _Block:
-    """Text on the header's own line is the message's first line, and may name the node."""
-    if rest:
-        block.lines.append(rest)
-        m = _NODE_HEADER_RE.match(rest)
-        if m:
-            block.node = m.group("name")
-    return block
-
-
-def _split(text: str) -> list[tuple[str, bool]]:
-    """Lines without ANSI codes or timestamp prefixes, each with whether it had a timestamp."""
-    out = []
-    for line in strip_ansi(text).splitlines():
-        m = _TS_RE.match(line)
-        out.append((line[m.end():].rstrip(), True) if m else (line.rstrip(), False))
-    return out
-
-
-def extract_log_errors(text: str, *, max_chars: int = 5_000_000) -> list[LogError]:
-    """dbt's error blocks in a command's log, deduplicated, in order of appearance.
-
-    Used when run_results.json is missing or stale, so the log is all there is. A block
-    starts at ``Encountered an error:``, ``<Kind> Error in <type> <name> (<path>)``,
-    ``Failure in test …``, a bare ``Database Error``/``Runtime Error``/``Compilation Error``,
-    or Fusion's ``error: dbtNNNN:``, and runs until a blank line followed by an
-    unindented one, a dbt progress/summary line, a new timestamped top-level line, or
-    another header. Inside ``Encountered an error:`` nested node headers stay part of the
-    message (and name the node). A Python traceback is reduced to its final exception line.
-    Blocks printed twice (``--fail-fast`` prints an error when it happens and again in the
-    summary) are kept once, with the longer message. If nothing matches, the last 20
-    non-empty lines are returned as one "Unrecognised log" error so there is still
-    something to classify. Only the last ``max_chars`` are read: dbt reports at the end.
-    """
-    if not text or not text.strip():
-        return []
-    if len(text) > max_chars:
-        text = text[-max_chars:]
-    text = scalar_text(text)  # Paradime's JSON may carry "\ud800": nothing downstream could encode it
-    lines = _split(text)
-    timestamped = any(ts for _, ts in lines)
-
-    blocks: list[_Block] = []
-    kept: list[str] = []  # non-traceback lines, for the "Unrecognised log" fallback
-    current: _Block | None = None
-    blank = False
-    tb_state: str | None = None  # None, "frames" or "exc"
-    tb_owner: _Block | None = None
-    exc: list[str] = []
-
-    def end_traceback() -> None:
-        nonlocal tb_state, tb_owner, exc
-        if exc:
-            owner = tb_owner
-            if owner is None:
-                owner = _Block("Traceback", None, encountered=False)
-                blocks.append(owner)
-            owner.lines.extend(exc)
-            kept.extend(exc)
-        tb_state, tb_owner, exc = None, None, []
-
-    for raw, had_ts in lines:
-        text_ = raw.strip()
-        indented = raw[:1] in (" ", "\t")
-
-        if tb_state is not None:
-            if text_ == _TRACEBACK or text_ in _CHAINED:
-                tb_state, exc = "frames", []
-                continue
-            if tb_state == "frames":
-                if text_ and not indented:
-                    tb_state, exc = "exc", [text_]
-                continue
-            # tb_state == "exc": indented lines continue the exception's message
-            if not text_ or (indented and not had_ts):
-                if text_:
-                    exc.append(text_)
-                continue
-            end_traceback()
-
-        if text_ == _TRACEBACK:
-            tb_state, tb_owner, exc = "frames", current, []
-            current, blank = None, False
-            continue
-
-        if not text_:
-            blank = True
-            continue
-        kept.append(text_)
-
-        header = _header(text_)
-        if current is not None:
-            if header is not None and current.encountered and not header.encountered and not blank:
-                current.node = current.node or header.node
-                current.lines.append(text_)
-                continue
-            ends = (
-                header is not None
-                or _STATUS_RE.match(text_) is not None
-                or (current.lines and timestamped and had_ts and not indented)
-                or (current.lines and blank and not indented)
-            )
-            if not ends:
-                current.lines.append(raw)
-                blank = False
-                continue
-            current = None
-        blank = False
-        if header is not None:
-            current = header
-            blocks.append(header)
-
-    if tb_state is not None:
-        end_traceback()
-
-    errors: list[LogError] = []
-    seen: dict[tuple[str, str], int] = {}
-    for block in blocks:
-        err = block.done()
-        key = (err.title, err.message.split("\n", 1)[0])
-        if key in seen:
-            i = seen[key]
-            if len(err.message) > len(errors[i].message):
-                errors[i] = err
-            continue
-        seen[key] = len(errors)
-        errors.append(err)
-
-    if not errors and kept:
-        tail = "\n".join(kept[-20:])
-        if len(tail) > MAX_MESSAGE_CHARS:
-            tail = "…" + tail[-(MAX_MESSAGE_CHARS - 1):]
-        errors.append(LogError("Unrecognised log", None, tail))
-    return errors
-
-
-def adapter_from_log(text: str) -> str | None:
-    """The adapter dbt ≥1.5 names at start-up: ``Registered adapter: snowflake=1.7.1`` → "snowflake"."""
-    m = _ADAPTER_RE.search(strip_ansi(text or ""))
-    return m.group(1).lower() if m else None
