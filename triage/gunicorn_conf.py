@@ -51,7 +51,9 @@ graceful_timeout = 20
 # Build the app once in the master: a bad configuration stops gunicorn at once with one message.
 # No Redis connection is opened at build time, and redis-py's pool resets itself after fork.
 preload_app = True
-accesslog = "-"
+# One access line per request costs about as much as the rest of the logging of an accepted webhook
+# (gunicorn formats it, triage.logs masks it); intake already logs every outcome with its triage id.
+accesslog = "-" if os.environ.get("ACCESS_LOG", "1").strip() not in ("0", "false", "no", "off") else None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info")
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'

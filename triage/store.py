@@ -74,6 +74,23 @@ return 1
 """
 
 
+#: KEYS: the claims. ARGV: triage id, claim TTL, then each write as its argument count and arguments.
+_ADMIT = """
+for i = 1, #KEYS do
+  local earlier = redis.call('GET', KEYS[i])
+  if earlier then return earlier end
+end
+for i = 1, #KEYS do redis.call('SET', KEYS[i], ARGV[1], 'EX', ARGV[2]) end
+local i = 3
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + n))
+  i = i + n + 1
+end
+return false
+"""
+
+
 _THREAD_SETTLED = """
 redis.call('SADD', KEYS[2], ARGV[1])
 local done = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -89,37 +106,38 @@ class Store:
         self.redis = redis
         self.dedup_ttl = dedup_ttl
         self._claim_post = redis.register_script(_CLAIM_POST)
+        self._admit = redis.register_script(_ADMIT)
         self._thread_settled = redis.register_script(_THREAD_SETTLED)
 
     # --- intake dedup ----------------------------------------------------------------------
 
     def admit(self, keys: list[str], triage_id: str, record: dict[str, Any],
               enqueue: Callable[[Pipeline], Any]) -> str | None:
-        """Claim every key, record the triage and enqueue its job in one MULTI/EXEC, or do nothing.
+        """Claim every key, record the triage and enqueue its job in one Redis round trip, or do nothing.
 
-        Returns the triage id holding an earlier claim (a duplicate), else None. Because the three
-        writes are one transaction, a Redis failure at any point leaves either all of them or none:
-        never a claim without a job behind it (a claim that timed out on the client but ran on the
-        server has its job too, so answering its redelivery ``duplicate`` is right).
+        Returns the triage id holding an earlier claim (a duplicate), else None. The record's and RQ's
+        writes are collected on a pipeline that is never sent (RQ's own ``enqueue(pipeline=)`` code
+        makes the job, so its format is RQ's), then handed with the keys to one Lua script that
+        checks the claims and, only when none is held, makes them and runs those writes. A script runs
+        whole or not at all, so a Redis failure leaves all of it or none: never a claim without a job
+        behind it (a claim that timed out on the client but ran on the server has its job too, so
+        answering its redelivery ``duplicate`` is right). The previous WATCH + MGET + MULTI/EXEC took
+        three round trips and retried under contention; this takes one and never retries.
+
+        The script writes keys it is not given in KEYS (the record's, RQ's): fine on one Redis, which
+        is what the service runs on; a Redis Cluster would need every key in one hash slot.
         """
-        full = [f"{PREFIX}{k}" for k in keys]
-        with self.redis.pipeline() as pipe:
-            while True:
-                try:
-                    pipe.watch(*full)
-                    earlier = next((v.decode() for v in pipe.mget(full) if v), None)
-                    if earlier:
-                        pipe.unwatch()
-                        return earlier
-                    pipe.multi()
-                    for key in full:
-                        pipe.set(key, triage_id, ex=self.dedup_ttl)
-                    self._record(pipe, triage_id, record)
-                    enqueue(pipe)
-                    pipe.execute()
-                    return None
-                except WatchError:  # another delivery claimed a key meanwhile: read it again
-                    continue
+        pipe = self.redis.pipeline()
+        pipe.multi()  # RQ's enqueue insists on a transaction; its MULTI/EXEC is never sent either
+        self._record(pipe, triage_id, record)
+        enqueue(pipe)
+        argv: list[Any] = [triage_id, self.dedup_ttl]
+        for args, _options in pipe.command_stack:
+            argv.append(len(args))
+            argv.extend(args)
+        pipe.reset()
+        earlier = self._admit(keys=[f"{PREFIX}{k}" for k in keys], args=argv)
+        return earlier.decode() if earlier else None
 
     def reopen(self, triage_id: str, enqueue: Callable[[Pipeline], Any], **fields: Any) -> bool:
         """Start a new attempt of a triage that will not complete by itself (failed, dead-lettered, or
