@@ -24,7 +24,7 @@ SLACK_JOB = "workers.notify.deliver"
 TRIAGE_FAILED = "workers.jobs.triage_failed"
 RETRY_FAILED = "workers.jobs.retry_failed"
 
-#: Workers listen to both, triage first: Slack deliveries never hold up a triage.
+#: Workers listen to both, Slack first: an alert never waits behind a backlog of triages (bench/pipeline.py).
 TRIAGE_QUEUE = "triage"
 SLACK_QUEUE = "slack"
 

@@ -19,7 +19,7 @@ import time
 
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import Worker
+from rq import SimpleWorker, Worker
 from rq.serializers import JSONSerializer
 
 from triage import broker, logs
@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--burst", action="store_true", help="quit when the queue is empty")
     parser.add_argument("--name", help="worker name (default: RQ's random one)")
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO").upper())
+    parser.add_argument("--worker-class", choices=("fork", "simple"), default=os.environ.get("WORKER_CLASS", "fork"),
+                        help="fork: RQ's Worker, a work horse per job (default); simple: SimpleWorker, jobs in "
+                             "this process (job timeouts by SIGALRM as well); bench/pipeline.py compares them")
     parser.add_argument("--no-probe", action="store_true",
                         help="skip the Paradime and Slack credential checks at start")
     args = parser.parse_args(argv)
@@ -71,8 +74,12 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 log.warning("%s; starting anyway: jobs retry while it is unreachable", probe.line())
     context.install(ctx)
-    queues = [ctx.queue, broker.queue(ctx.store.redis, broker.SLACK_QUEUE)]  # triage first, then Slack
-    worker = Worker(queues, connection=ctx.store.redis, serializer=JSONSerializer, name=args.name,
+    # Slack first: a delivery is a few ms of work that ends a story's wait, so an alert never waits behind
+    # a backlog of unrelated triages (a burst of 200 used to put every alert after the last triage).
+    # Pacing per channel is the notifier's (Redis), not the queue order's, so it holds either way.
+    queues = [broker.queue(ctx.store.redis, broker.SLACK_QUEUE), ctx.queue]
+    worker_class = SimpleWorker if args.worker_class == "simple" else Worker
+    worker = worker_class(queues, connection=ctx.store.redis, serializer=JSONSerializer, name=args.name,
                     job_monitoring_interval=JOB_MONITORING_SECONDS, maintenance_interval=MAINTENANCE_SECONDS,
                     worker_ttl=MAINTENANCE_SECONDS + 15)  # RQ blocks on the queue worker_ttl - 15 s between checks
     worker.work(burst=args.burst, with_scheduler=True, logging_level=args.log_level)

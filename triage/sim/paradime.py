@@ -488,6 +488,7 @@ class ParadimeSimulator:
         webhook_secret: str | None = None,
         include_run_fields: bool = True,
         run_duration: float = 0.3,
+        latency: float = 0.0,
     ):
         self._api_key = api_key
         self._api_secret = api_secret
@@ -497,6 +498,11 @@ class ParadimeSimulator:
         self.webhook_secret = webhook_secret
         self.include_run_fields = include_run_fields
         self.run_duration = run_duration
+        #: Seconds added before answering every API call and artifact download (not the /_sim/ control
+        #: API): a real workspace is tens of milliseconds away, and bench/pipeline.py measures the
+        #: service's overhead beyond that I/O.
+        self.latency = latency
+        self.delayed = 0  # requests that were answered after ``latency`` (API calls and downloads)
 
         self._lock = threading.RLock()
         self._url_key = secrets.token_bytes(32)  # signs artifact URLs; new per simulator
@@ -1099,6 +1105,14 @@ class ParadimeSimulator:
     def _build_app(self) -> Flask:
         app = Flask("paradime-sim")
         app.add_url_rule(GRAPHQL_PATH, "graphql", self._graphql, methods=["POST"])
+
+        @app.before_request
+        def network_latency() -> None:
+            if self.latency and not request.path.startswith("/_sim/"):
+                with self._lock:
+                    self.delayed += 1
+                time.sleep(self.latency)
+
         app.add_url_rule("/artifacts/<int:resource_id>", "artifact", self._artifact, methods=["GET"])
 
         @app.get("/_sim/health")
@@ -1176,10 +1190,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--webhook-target", help="URL to POST bolt.run.completed webhooks to")
     parser.add_argument("--webhook-secret", help="whsec_... secret to sign webhooks with")
     parser.add_argument("--run-duration", type=float, default=2.0, help="seconds a new run stays RUNNING")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every API call and download")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     sim = ParadimeSimulator(args.api_key, args.api_secret, args.host, args.port, args.webhook_target,
-                            args.webhook_secret, run_duration=args.run_duration).start()
+                            args.webhook_secret, run_duration=args.run_duration, latency=args.latency).start()
     print(f"Paradime simulator at {sim.base_url} (GraphQL: {sim.graphql_url})", flush=True)
     serve_until_interrupted(sim)
 
