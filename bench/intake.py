@@ -144,11 +144,12 @@ def main(argv: list[str] | None = None) -> int:
         ratio = statistics.median(p["web"]["rps"] / p["bare"]["rps"] for p in pairs)
         p99 = statistics.median(p["web"]["p99_us"] / 1000 for p in pairs)
         bad = sum(p["web"]["non2xx"] for p in pairs)
-        lost = sum(p["web"]["requests"] - p["web"]["queued"] for p in pairs)
+        extra = sum(p["web"]["queued"] - p["web"]["requests"] for p in pairs)
         print(f"{':'.join(map(str, setup))}: throughput {ratio:.2f}× bare (target ≥ 0.5): "
               f"{'MET' if ratio >= 0.5 else 'NOT MET'}; p99 {p99:.1f} ms (target ≤ 20): "
               f"{'MET' if p99 <= 20 else 'NOT MET'}; non-2xx {bad} (target 0): {'MET' if bad == 0 else 'NOT MET'}; "
-              f"requests answered but not queued: {lost}")
+              f"jobs queued beyond the answers wrk counted: {extra} (requests in flight when wrk stopped; "
+              f"negative would mean a 202 without a job)")
     return 0
 
 

@@ -6,7 +6,7 @@
 Starts a private Redis, the Paradime and Slack simulators (in this process; Paradime adds ``--latency``
 seconds to every API call and download), the Procfile's ``triage web`` and ``triage worker`` processes.
 Each run is a distinct schedule failing deterministically (a missing table: triaged, not retried, one
-alert), so a triage is its Paradime calls and one Slack post. Slack routes spread the schedules over 16
+alert), so a triage is its Paradime calls and one Slack post. Slack routes spread the schedules over 64
 channels; pacing (1 message per channel per second) stays on.
 
 * ``--workers``: for each count, ``--runs`` webhooks sent one every ``--gap`` seconds (low load) and
@@ -47,7 +47,7 @@ from tests.conftest import WEBHOOK_SECRET  # noqa: E402
 from triage.sim.paradime import ParadimeSimulator, SimCommand, make_run_results  # noqa: E402
 from triage.sim.slack import SlackSimulator  # noqa: E402
 
-CHANNELS = 16
+CHANNELS = 64  # enough that pacing (1 s per channel) does not cap a phase's throughput
 _RUN_RE = re.compile(r"\brun (\d+)\b")  # how every alert names its run (triage.summary)
 MISSING = ("Database Error in model stg_orders (models/staging/stg_orders.sql)\n  002003 (42S02): SQL compilation "
            "error:\n  Object 'RAW.SHOP.ORDERS' does not exist or not authorized.")
