@@ -12,7 +12,7 @@ import requests
 
 from tests.conftest import WEBHOOK_SECRET, signed_headers
 from tests.test_pipeline import MISSING, dbt_run, failed_run
-from triage import broker
+from triage import broker, logs
 from triage.config import JobPolicy
 from triage.lifecycle import IllegalTransition, StoryStatus, TriageStatus
 from triage.store import PostState, PostStatus, RetryOutcome, RetryState, Store
@@ -208,10 +208,12 @@ def test_thread_replies_are_posted_in_the_order_of_their_events(service, slack, 
     parent = ctx.slack.post(simple_message("info", "parent", "the story's first message"), channel="#data-alerts")
     story = Story(origin=7, slack_channel=parent.channel, slack_ts=parent.ts)
     ctx.store.save_story(story)
-    notify.note(ctx, "slack:7:first", simple_message("info", "Retry 1 started", "first event"), story=story)
-    notify.note(ctx, "slack:7:second", simple_message("info", "Recovered", "second event"), story=story)
+    with logs.bound("tr_seven", run_id=7):
+        notify.note(ctx, "7:first", simple_message("info", "Retry 1 started", "first event"), story=story)
+        notify.note(ctx, "7:second", simple_message("info", "Recovered", "second event"), story=story)
     first, second = (job.args[0] for job in service.slack_queue.jobs)
     assert (first["seq"], second["seq"]) == (1, 2)
+    assert first["triage_id"] == "tr_seven" and first["run_id"] == 7  # the delivery's log lines carry them
 
     assert notify.deliver(second)["status"] == "later"  # its turn has not come: the first is unsent
     assert notify.deliver(first)["status"] == "posted"

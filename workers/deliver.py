@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 from rq import Retry
 
-from triage import broker
+from triage import broker, logs
 from triage.errors import UpstreamError
 from triage.incidents import Storms
 from triage.slack import Pacer, RateLimited
@@ -30,7 +31,7 @@ from triage.store import PostStatus
 from triage.summary import IncidentRun, SlackMessage, incident_message
 from workers import context
 from workers.context import Context
-from workers.slack_work import IncidentRefresh, Post, SlackWork, Update, from_dict, to_dict, with_slot
+from workers.slack_work import IncidentRefresh, Post, SlackWork, Update, from_dict, stamped, to_dict, with_slot
 
 log = logging.getLogger("workers.deliver")
 
@@ -47,23 +48,25 @@ def deliver(op: dict[str, Any], tries: int = 0) -> dict[str, Any]:
     """RQ entry point (queue ``slack``): send one message, update or incident refresh."""
     ctx = context.current()
     work = from_dict(op)
-    try:
-        if isinstance(work, Update):
-            return _update(ctx, work, tries)
-        if isinstance(work, IncidentRefresh):
-            return _incident(ctx, work, tries)
-        result = _post(ctx, work, tries)
-        if work.seq and result["status"] != "later":
-            ctx.store.posts.thread_settled(work.reply_to, work.seq)
-        return result
-    except RateLimited as exc:
-        return _later(ctx, with_slot(work, None), tries, exc.retry_after, str(exc))
+    with logs.bound(work.triage_id, run_id=work.run_id):
+        try:
+            if isinstance(work, Update):
+                return _update(ctx, work, tries)
+            if isinstance(work, IncidentRefresh):
+                return _incident(ctx, work, tries)
+            result = _post(ctx, work, tries)
+            if work.seq and result["status"] != "later":
+                ctx.store.posts.thread_settled(work.reply_to, work.seq)
+            return result
+        except RateLimited as exc:
+            return _later(ctx, with_slot(work, None), tries, exc.retry_after, str(exc))
 
 
 def enqueue(ctx: Context, work: SlackWork, delay: float = 0, tries: int = 0) -> None:
     """Queue a delivery; a reply gets its place in the thread now, in the order of events."""
     if isinstance(work, Post) and work.reply_to is not None and work.seq is None:
-        work = Post(**{**work.__dict__, "seq": ctx.store.posts.next_in_thread(work.reply_to)})
+        work = replace(work, seq=ctx.store.posts.next_in_thread(work.reply_to))
+    work = stamped(work, logs.triage_id.get(), logs.run_id.get())
     queue = broker.queue(ctx.store.redis, broker.SLACK_QUEUE)
     # Slack errors (5xx, timeouts) are tried again by RQ, a bounded number of times, then the
     # delivery lands in the failed registry with its reason. 429s and busy channels are not errors.
