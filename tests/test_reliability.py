@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -15,7 +16,7 @@ from tests.test_pipeline import MISSING, dbt_run, failed_run
 from triage import broker, logs
 from triage.config import JobPolicy
 from triage.lifecycle import IllegalTransition, StoryStatus, TriageStatus
-from triage.store import PostState, PostStatus, RetryOutcome, RetryState, Store
+from triage.store import Claim, PostState, PostStatus, RetryOutcome, RetryState, Store
 
 
 def test_the_lifecycle_refuses_illegal_moves():
@@ -80,14 +81,16 @@ def test_concurrent_admissions_of_one_event_make_one_job(redis):
 
 def test_a_slack_post_is_claimed_once(redis):
     posts = Store(redis).posts
-    assert posts.claim("1:summary", 90) is True
-    assert posts.claim("1:summary", 90) is False  # someone is sending it
-    assert 0 < redis.ttl("bt:slack:1:summary") <= 90
+    assert posts.claim("1:summary", 90) is Claim.CLAIMED
+    assert posts.claim("1:summary", 90) is Claim.HELD  # someone is sending it
+    assert redis.ttl("bt:slack:1:summary") > 0 and time.time() - posts.claimed_at("1:summary") < 5
     assert posts.state("1:summary") == PostState(PostStatus.SENDING)
+    redis.set("bt:slack:1:summary", f"pending:{time.time() - 91:.3f}")  # its sender stopped mid-post
+    assert posts.claim("1:summary", 90) is Claim.STALE  # taken over: Slack may have it already
     posts.mark("1:summary", PostStatus.FAILED)
-    assert posts.claim("1:summary", 90) is True  # its last try failed: send again
+    assert posts.claim("1:summary", 90) is Claim.CLAIMED  # its last try failed: send again
     posts.posted("1:summary", "C1", "1.1")
-    assert posts.claim("1:summary", 90) is False  # posted, for good
+    assert posts.claim("1:summary", 90) is Claim.HELD  # posted, for good
     assert posts.state("1:summary") == PostState(PostStatus.POSTED, "C1", "1.1")
     assert posts.state("1:summary").settled
 
@@ -220,3 +223,26 @@ def test_thread_replies_are_posted_in_the_order_of_their_events(service, slack, 
     service.drain(until=lambda: len(slack.replies(parent.ts)) == 2)
     replies = slack.replies(parent.ts)
     assert "Retry 1 started: first event" in replies[0].text and "Recovered: second event" in replies[1].text
+
+
+def test_a_post_whose_sender_died_after_slack_got_it_is_found_not_posted_again(service, slack, redis):
+    """The sender stopped between Slack's accepting the message and recording its ts: the next delivery
+    finds it in Slack by the message id in its metadata, records it, and posts nothing."""
+    from triage.summary import simple_message
+    from workers import context, deliver
+    from workers.slack_work import Post, to_dict
+
+    ctx = context.current()
+    message = simple_message("error", "orders failed", "a missing table")
+    earlier = ctx.slack.post(message, channel="#data-alerts", message_id="41:summary")  # then it died
+    redis.set("bt:slack:41:summary", f"pending:{time.time() - 120:.3f}")
+    work = Post(message_id="41:summary", text=message.text, blocks=message.blocks, channel="#data-alerts", parent=41)
+    assert deliver.deliver(to_dict(work))["status"] == "found in Slack"
+    assert len(slack.top_level()) == 1
+    assert Store(redis).posts.state("41:summary") == PostState(PostStatus.POSTED, "#data-alerts", earlier.ts)
+    assert Store(redis).story(41).slack_ts == earlier.ts  # the story threads under it
+
+    other = Post(message_id="42:summary", text=message.text, blocks=message.blocks, channel="#data-alerts")
+    redis.set("bt:slack:42:summary", f"pending:{time.time() - 120:.3f}")  # died before Slack got it
+    assert deliver.deliver(to_dict(other))["status"] == "posted"
+    assert len(slack.top_level()) == 2

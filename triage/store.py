@@ -319,13 +319,22 @@ class RetryGuard:
 
 
 class PostStatus(str, Enum):
-    SENDING = "pending"  # claimed by a delivery, for POST_CLAIM seconds
+    SENDING = "pending"  # claimed by a delivery ("pending:<time>"); taken over after the sending window
     FAILED = "failed"  # its last try failed: a later try may claim it
     FOLDED = "folded"  # not posted: an incident message tells it
     POSTED = "posted"
 
     def __str__(self) -> str:
         return self.value
+
+
+class Claim(int, Enum):
+    HELD = 0  # someone else is sending it, or it is posted
+    CLAIMED = 1
+    STALE = 2  # taken over from a sender that stopped mid-post: look in Slack first
+
+    def __bool__(self) -> bool:
+        return self is not Claim.HELD
 
 
 @dataclass(frozen=True)
@@ -340,11 +349,18 @@ class PostState:
         return self.status in (PostStatus.POSTED, PostStatus.FOLDED)
 
 
+#: 1: claimed. 2: claimed from a sender that stopped mid-post (its claim is older than the sending
+#: window): the message may be in Slack already. 0: someone else holds it, or it was posted.
 _CLAIM_POST = """
 local state = redis.call('GET', KEYS[1])
-if state and state ~= 'failed' then return 0 end
-redis.call('SET', KEYS[1], 'pending', 'EX', ARGV[1])
-return 1
+local result = 1
+if state and state ~= 'failed' then
+  local at = tonumber(string.match(state, '^pending:(.+)$') or '')
+  if not at or at > tonumber(ARGV[1]) - tonumber(ARGV[2]) then return 0 end
+  result = 2
+end
+redis.call('SET', KEYS[1], 'pending:' .. ARGV[1], 'EX', ARGV[3])
+return result
 """
 
 
@@ -373,17 +389,25 @@ class PostLedger:
             return None
         text = raw.decode()
         if not text.startswith("{"):
-            return PostState(PostStatus(text))
+            return PostState(PostStatus(text.split(":", 1)[0]))  # "pending:<claimed at>", "failed", …
         where = json.loads(text)
         return PostState(PostStatus.POSTED, where.get("channel"), where.get("ts"))
 
-    def claim(self, message_id: str, ttl: int) -> bool:
-        """Claim a post for sending: only when nobody holds it (absent, or its last try failed).
+    def claim(self, message_id: str, window: int) -> Claim:
+        """Claim a post for sending: only when nobody holds it (absent, its last try failed, or its
+        sender has held it longer than ``window`` seconds: it stopped mid-post).
 
-        The claim reads ``pending`` and lives ``ttl`` seconds, so a worker killed while sending lets a
-        later delivery of the same post try again; once sent, ``posted`` records its ts for good.
+        The claim reads ``pending:<time>``; once sent, ``posted`` records the ts for good. A claim
+        taken over from a stopped sender is ``Claim.STALE``: that sender may have posted before it
+        died, so the caller looks for the message in Slack before posting it again.
         """
-        return bool(self._claim(keys=[keyspace.post(message_id)], args=[ttl]))
+        result = self._claim(keys=[keyspace.post(message_id)], args=[f"{time.time():.3f}", window, RECORD_TTL])
+        return Claim(int(result))
+
+    def claimed_at(self, message_id: str) -> float | None:
+        raw = self.redis.get(keyspace.post(message_id))
+        text = raw.decode() if raw is not None else ""
+        return float(text.split(":", 1)[1]) if text.startswith("pending:") else None
 
     def posted(self, message_id: str, channel: str | None, ts: str | None) -> None:
         self.redis.set(keyspace.post(message_id), json.dumps({"channel": channel, "ts": ts}), ex=RECORD_TTL)
