@@ -184,18 +184,17 @@ def _keyspace_prefixes() -> tuple[str, ...]:
     return tuple(out)
 
 
-def test_the_indexes_keep_only_their_newest_entries(redis, monkeypatch):
-    from triage import history, store
+def test_the_indexes_keep_only_their_newest_entries(redis):
+    from triage import history
+    from triage.config import Retention
     from triage.models import Classification, Failure
 
-    monkeypatch.setattr(store, "TRIAGE_INDEX_MAX", 3)
-    monkeypatch.setattr(history, "INDEX_MAX", 2)
-    s = Store(redis)
+    s = Store(redis, retention=Retention(max_triages=3))
     for i in range(5):
         s.save_triage(f"tr_{i}", run_id=i)
     assert redis.zcard("bt:triages") == 3
     assert sorted(m.decode() for m in redis.zrange("bt:triages", 0, -1)) == ["tr_2", "tr_3", "tr_4"]
-    nodes = history.History(redis)
+    nodes = history.History(redis, index_max=2)
     for i in range(4):
         nodes.record_failures(i, [Failure(command_id=1, command="dbt run", message="lock", node=f"model.p.m{i}",
                                           classification=Classification("transient", "lock", "rule"))])
