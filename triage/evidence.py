@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from triage.classify import RuleSet, classify, classify_node
 from triage.dbt_log import adapter_from_log, extract_log_errors
 from triage.errors import ArtifactError, UpstreamError
 from triage.manifest import read_node_info
 from triage.models import Command, Evidence, Failure
-from triage.paradime import ParadimeClient, RunStatus
 from triage.run_results import RunResults, adapter_from_run_results, parse_run_results
+
+if TYPE_CHECKING:  # the offline tools use this module without loading requests
+    from triage.paradime import ParadimeClient, RunStatus
 
 log = logging.getLogger(__name__)
 
