@@ -162,3 +162,29 @@ def test_foreign_api_url_is_never_sent_credentials(service, paradime):
         server.shutdown()
     assert hits == []
     assert len(paradime.calls_of("boltRunStatus")) == 1
+
+
+def test_admit_is_one_round_trip_and_claims_once(redis, monkeypatch):
+    """Claim, record and enqueue go to Redis as one script call; a second admit of the same event only
+    reads the claim (and leaves no second job)."""
+    from triage import broker
+    from triage.config import JobPolicy
+    from triage.store import Store
+
+    store, queue = Store(redis), broker.queue(redis)
+
+    def enqueue(tid):
+        return lambda pipe: broker.enqueue_triage(queue, tid, {"run_id": 1}, JobPolicy(attempts=1, retry_intervals=()),
+                                                  job_id=f"triage-{tid}", pipeline=pipe)
+
+    # The first admit of a process also loads the script and lets RQ ask the server's version (once per queue).
+    assert store.admit("run:0:completed", None, "tr_0", {"status": "queued"}, enqueue("tr_0")) is None
+    sent = []
+    real = redis.execute_command
+    monkeypatch.setattr(redis, "execute_command", lambda *a, **kw: sent.append(a[0]) or real(*a, **kw))
+
+    assert store.admit("run:1:completed", "msg_1", "tr_a", {"status": "queued"}, enqueue("tr_a")) is None
+    assert sent == ["EVALSHA"]
+    assert store.admit("run:1:completed", "msg_2", "tr_b", {"status": "queued"}, enqueue("tr_b")) == "tr_a"
+    assert queue.job_ids == ["triage-tr_0", "triage-tr_a"]
+    assert store.get_triage("tr_a")["status"] == "queued" and store.get_triage("tr_b") is None
