@@ -70,18 +70,20 @@ class Story:
 
 
 #: KEYS: the claims. ARGV: triage id, claim TTL, then each write as its argument count and arguments.
+#: The claims are made last: Redis does not undo a script's earlier writes when a command in it fails,
+#: so a failing write (none can, short of a key of the wrong type) leaves no claim without its job.
 _ADMIT = """
 for i = 1, #KEYS do
   local earlier = redis.call('GET', KEYS[i])
   if earlier then return earlier end
 end
-for i = 1, #KEYS do redis.call('SET', KEYS[i], ARGV[1], 'EX', ARGV[2]) end
 local i = 3
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
   redis.call(unpack(ARGV, i + 1, i + n))
   i = i + n + 1
 end
+for i = 1, #KEYS do redis.call('SET', KEYS[i], ARGV[1], 'EX', ARGV[2]) end
 return false
 """
 
@@ -109,11 +111,11 @@ class Store:
         Returns the triage id holding an earlier claim (a duplicate), else None. The record's and RQ's
         writes are collected on a pipeline that is never sent (RQ's own ``enqueue(pipeline=)`` code
         makes the job, so its format is RQ's), then handed with the keys to one Lua script that
-        checks the claims and, only when none is held, makes them and runs those writes. A script runs
-        whole or not at all, so a Redis failure leaves all of it or none: never a claim without a job
-        behind it (a claim that timed out on the client but ran on the server has its job too, so
-        answering its redelivery ``duplicate`` is right). The previous WATCH + MGET + MULTI/EXEC took
-        three round trips and retried under contention; this takes one and never retries.
+        checks the claims and, only when none is held, runs those writes and makes the claims. A script
+        runs whole or not at all when Redis or the connection fails, so that leaves all of it or none:
+        never a claim without a job behind it (a claim that timed out on the client but ran on the server
+        has its job too, so answering its redelivery ``duplicate`` is right). The previous WATCH + MGET +
+        MULTI/EXEC took three round trips and retried under contention; this takes one, never retried.
 
         The script writes keys it is not given in KEYS (the record's, RQ's): fine on one Redis, which
         is what the service runs on; a Redis Cluster would need every key in one hash slot.
