@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from triage.dbt_log import LogError, adapter_from_log, extract_log_errors, strip_ansi
+from triage.adapter import adapter_from_log, adapter_from_run_results
+from triage.dbt_log import LogError, extract_log_errors, strip_ansi
 from triage.errors import ArtifactError
-from triage.run_results import NodeResult, RunResults, adapter_from_run_results, parse_run_results
+from triage.run_results import NodeResult, RunResults, parse_run_results
 
 SAMPLES = Path(__file__).parents[2] / "shared" / "samples"
 RUN_RESULTS_FILES = sorted(p.name for p in SAMPLES.glob("*run_results*.json"))

@@ -2,8 +2,7 @@
 
 When the file is missing or stale (dbt died before running any node: connection
 failure, ``dbt deps`` failure, a compilation error at parse time), the only evidence
-is the log, so ``extract_log_errors`` finds dbt's error blocks in it; ``adapter_from_log``
-reads the adapter dbt names at start-up.
+is the log, so ``extract_log_errors`` finds dbt's error blocks in it.
 """
 
 from __future__ import annotations
@@ -71,7 +70,6 @@ _CHAINED = (
     "The above exception was the direct cause of the following exception:",
     "During handling of the above exception, another exception occurred:",
 )
-_ADAPTER_RE = re.compile(r"Registered adapter: (\w+)=")
 
 
 @dataclass
@@ -241,9 +239,3 @@ def extract_log_errors(text: str, *, max_chars: int = 5_000_000) -> list[LogErro
             tail = "…" + tail[-(MAX_MESSAGE_CHARS - 1):]
         errors.append(LogError("Unrecognised log", None, tail))
     return errors
-
-
-def adapter_from_log(text: str) -> str | None:
-    """The adapter dbt ≥1.5 names at start-up: ``Registered adapter: snowflake=1.7.1`` → "snowflake"."""
-    m = _ADAPTER_RE.search(strip_ansi(text or ""))
-    return m.group(1).lower() if m else None

@@ -13,12 +13,13 @@ import logging
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from triage.adapter import adapter_from_log, adapter_from_run_results
 from triage.classify import RuleSet, classify, classify_node
-from triage.dbt_log import adapter_from_log, extract_log_errors
+from triage.dbt_log import extract_log_errors
 from triage.errors import ArtifactError, UpstreamError
 from triage.manifest import read_node_info
 from triage.models import Command, Evidence, Failure
-from triage.run_results import RunResults, adapter_from_run_results, parse_run_results
+from triage.run_results import RunResults, parse_run_results
 
 if TYPE_CHECKING:  # the offline tools use this module without loading requests
     from triage.paradime import ParadimeClient, RunStatus

@@ -14,14 +14,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from triage.adapter import adapter_from_log, adapter_from_run_results
 from triage.classify import RuleSet
 from triage.config import RetryPolicy
-from triage.dbt_log import adapter_from_log
 from triage.decide import decide
 from triage.errors import ArtifactError
 from triage.evidence import CommandFacts, failures_of
 from triage.models import Command, Decision, Evidence
-from triage.run_results import RunResults, adapter_from_run_results, parse_run_results
+from triage.run_results import RunResults, parse_run_results
 
 
 @dataclass
