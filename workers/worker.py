@@ -16,11 +16,15 @@ import logging
 import os
 import sys
 import time
+from datetime import datetime, timezone
 
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Worker
+from rq.scheduler import RQScheduler
+from rq.scripts import release_lock
 from rq.serializers import JSONSerializer
+from rq.utils import utcparse
 
 from triage import broker, logs
 from triage.config import load_settings, redact_url, require_worker
@@ -34,10 +38,47 @@ log = logging.getLogger("workers.worker")
 #: found abandoned at most that long after the worker died, by the next maintenance of any worker.
 JOB_MONITORING_SECONDS = 15
 #: RQ's maintenance (abandoned jobs re-run or failed, the scheduler process restarted if it died, as
-#: after a Redis restart) every this many seconds instead of RQ's 10 minutes; an idle worker wakes from
-#: its blocking wait for jobs this often (worker_ttl below) to run it. Recovery bound:
-#: 15 + 60 + 30 = 105 s after a worker dies; 30 s for the scheduler after Redis is back.
-MAINTENANCE_SECONDS = 30
+#: after a Redis restart, a dead worker's scheduler lock taken over) every this many seconds instead of
+#: RQ's 10 minutes; an idle worker wakes from its blocking wait for jobs this often (worker_ttl below)
+#: to run it. Recovery bounds: 15 + 60 + 10 = 85 s after a worker dies for its job; 10 s for the
+#: scheduler after Redis is back; SCHEDULER_STALE_SECONDS + 10 s for the scheduler after the worker
+#: that ran it died.
+MAINTENANCE_SECONDS = 10
+#: RQ's scheduler refreshes its lock every second but sets it to expire only after 61 s, so a worker
+#: killed while holding it (SIGKILL, OOM, a lost machine) would stop all delayed work (re-checks,
+#: retries after their backoff, paced Slack posts) for up to 61 s plus a maintenance interval. A lock
+#: whose holder has not sent its heartbeat for this long is released (token-checked) by the next
+#: worker's maintenance, which then starts its own scheduler.
+SCHEDULER_STALE_SECONDS = 10
+
+
+class TriageWorker(Worker):
+    """RQ's forking worker that also takes over the scheduler lock of a scheduler that has died."""
+
+    def run_maintenance_tasks(self) -> None:
+        if self.scheduler is not None:
+            release_stale_scheduler_locks(self.connection, [q.name for q in self.queues])
+        super().run_maintenance_tasks()
+
+
+def release_stale_scheduler_locks(redis: Redis, queue_names: list[str],
+                                  stale_after: float = SCHEDULER_STALE_SECONDS) -> list[str]:
+    """Release each queue's scheduler lock whose holder's last heartbeat (``rq:scheduler:<name>``) is
+    older than ``stale_after`` seconds or gone; the queues whose lock was released. The release deletes
+    the lock only while the stale holder still has it, so a live scheduler's lock is never touched."""
+    released = []
+    for name in queue_names:
+        key = RQScheduler.get_locking_key(name)
+        holder = redis.get(key)
+        if holder is None:
+            continue
+        beat = redis.hget(f"rq:scheduler:{holder.decode()}", "last_heartbeat")
+        age = (datetime.now(timezone.utc) - utcparse(beat.decode())).total_seconds() if beat else None
+        if (age is None or age > stale_after) and release_lock(redis, key, holder.decode()):
+            log.warning("scheduler lock for %s released: its holder's last heartbeat was %s", name,
+                        f"{age:.0f}s ago" if age is not None else "never recorded")
+            released.append(name)
+    return released
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                 log.warning("%s; starting anyway: jobs retry while it is unreachable", probe.line())
     context.install(ctx)
     queues = [ctx.queue, broker.queue(ctx.store.redis, broker.SLACK_QUEUE)]  # triage first, then Slack
-    worker = Worker(queues, connection=ctx.store.redis, serializer=JSONSerializer, name=args.name,
+    worker = TriageWorker(queues, connection=ctx.store.redis, serializer=JSONSerializer, name=args.name,
                     job_monitoring_interval=JOB_MONITORING_SECONDS, maintenance_interval=MAINTENANCE_SECONDS,
                     worker_ttl=MAINTENANCE_SECONDS + 15)  # RQ blocks on the queue worker_ttl - 15 s between checks
     worker.work(burst=args.burst, with_scheduler=True, logging_level=args.log_level)
