@@ -33,9 +33,15 @@ def test_delayed_work_runs_on_another_worker_soon_after_the_scheduler_holder_is_
         for name in ("w1", "w2"):
             procs.worker(name)
         lock = "rq:scheduler-lock:triage"
-        wait_for("a scheduler holds the lock", lambda: redis.get(lock), 20)
-        holder_pid = int(redis.hget(f"rq:scheduler:{redis.get(lock).decode()}", "pid"))
-        [holder] = [name for name, proc in procs.procs.items() if holder_pid in children(proc.pid)]
+
+        def holder_pid() -> int | None:  # the lock is taken before the scheduler process registers
+            name = redis.get(lock)
+            pid = redis.hget(f"rq:scheduler:{name.decode()}", "pid") if name else None
+            return int(pid) if pid and int(pid) else None
+
+        wait_for("a scheduler holds the lock", holder_pid, 20)
+        scheduler = holder_pid()
+        [holder] = [name for name, proc in procs.procs.items() if scheduler in children(proc.pid)]
         [other] = [name for name in procs.procs if name != holder]
         procs.kill(holder)
         killed = time.time()
