@@ -84,6 +84,7 @@ class ParadimeSettings:
     max_attempts: int = 4
     artifact_max_bytes: int = 50 * 1024 * 1024
     manifest_max_bytes: int = 1024 * 1024 * 1024  # streamed, never held in memory
+    download_seconds: float = 120.0  # one artifact download as a whole (a drip never trips timeout_seconds)
     recheck_seconds: tuple[float, ...] = (10.0, 30.0, 60.0, 120.0, 300.0)
     retry_base_seconds: float = 1.0  # first pause between API attempts; doubles each time
 
@@ -329,6 +330,7 @@ def _paradime_settings(p: Mapping[str, Any], environ: Mapping[str, str]) -> Para
         max_attempts=_int(p, "max_attempts", "paradime", minimum=1),
         artifact_max_bytes=_int(p, "artifact_max_bytes", "paradime", minimum=1024),
         manifest_max_bytes=_int(p, "manifest_max_bytes", "paradime", minimum=1024),
+        download_seconds=_number(p, "download_seconds", "paradime"),
         recheck_seconds=_seconds_list(p, "recheck_seconds", "paradime"),
         retry_base_seconds=_number(p, "retry_base_seconds", "paradime"),
     )
