@@ -16,7 +16,6 @@ import logging
 import os
 import sys
 import time
-from datetime import datetime, timezone
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -24,7 +23,6 @@ from rq import Worker
 from rq.scheduler import RQScheduler
 from rq.scripts import release_lock
 from rq.serializers import JSONSerializer
-from rq.utils import utcparse
 
 from triage import broker, logs
 from triage.config import load_settings, redact_url, require_worker
@@ -44,11 +42,11 @@ JOB_MONITORING_SECONDS = 15
 #: scheduler after Redis is back; SCHEDULER_STALE_SECONDS + 10 s for the scheduler after the worker
 #: that ran it died.
 MAINTENANCE_SECONDS = 10
-#: RQ's scheduler refreshes its lock every second but sets it to expire only after 61 s, so a worker
-#: killed while holding it (SIGKILL, OOM, a lost machine) would stop all delayed work (re-checks,
-#: retries after their backoff, paced Slack posts) for up to 61 s plus a maintenance interval. A lock
-#: whose holder has not sent its heartbeat for this long is released (token-checked) by the next
-#: worker's maintenance, which then starts its own scheduler.
+#: RQ's scheduler refreshes its lock every ``interval`` (1 s) to expire ``interval + 60`` s later, so a
+#: worker killed while its scheduler holds the lock (SIGKILL, OOM, a lost machine) would stop all delayed
+#: work (re-checks, retries after their backoff, paced Slack posts) for up to 61 s plus a maintenance
+#: interval. A lock not refreshed for this long (its TTL that much below the full one) is released
+#: (token-checked) by the next worker's maintenance, which then starts its own scheduler.
 SCHEDULER_STALE_SECONDS = 10
 
 
@@ -57,26 +55,26 @@ class TriageWorker(Worker):
 
     def run_maintenance_tasks(self) -> None:
         if self.scheduler is not None:
-            release_stale_scheduler_locks(self.connection, [q.name for q in self.queues])
+            release_stale_scheduler_locks(self.connection, [q.name for q in self.queues],
+                                          full_ttl=self.scheduler.interval + 60)
         super().run_maintenance_tasks()
 
 
-def release_stale_scheduler_locks(redis: Redis, queue_names: list[str],
+def release_stale_scheduler_locks(redis: Redis, queue_names: list[str], full_ttl: float,
                                   stale_after: float = SCHEDULER_STALE_SECONDS) -> list[str]:
-    """Release each queue's scheduler lock whose holder's last heartbeat (``rq:scheduler:<name>``) is
-    older than ``stale_after`` seconds or gone; the queues whose lock was released. The release deletes
-    the lock only while the stale holder still has it, so a live scheduler's lock is never touched."""
+    """Release each queue's scheduler lock that has not been refreshed for ``stale_after`` seconds (its
+    TTL is below ``full_ttl - stale_after``); the queues whose lock was released. Judged by the lock's own
+    TTL, so neither clocks nor the holder's metadata (written only after the lock is taken) matter; the
+    release deletes the lock only while the stale holder still has it."""
     released = []
     for name in queue_names:
         key = RQScheduler.get_locking_key(name)
-        holder = redis.get(key)
-        if holder is None:
+        holder, ttl = redis.get(key), redis.ttl(key)
+        if holder is None or ttl < 0 or ttl >= full_ttl - stale_after:
             continue
-        beat = redis.hget(f"rq:scheduler:{holder.decode()}", "last_heartbeat")
-        age = (datetime.now(timezone.utc) - utcparse(beat.decode())).total_seconds() if beat else None
-        if (age is None or age > stale_after) and release_lock(redis, key, holder.decode()):
-            log.warning("scheduler lock for %s released: its holder's last heartbeat was %s", name,
-                        f"{age:.0f}s ago" if age is not None else "never recorded")
+        if release_lock(redis, key, holder.decode()):
+            log.warning("scheduler lock for %s released: not refreshed for %.0f s (its holder is gone)", name,
+                        full_ttl - ttl)
             released.append(name)
     return released
 
