@@ -20,6 +20,7 @@ import time
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Worker
+from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.scheduler import RQScheduler
 from rq.scripts import release_lock
 from rq.serializers import JSONSerializer
@@ -50,8 +51,35 @@ MAINTENANCE_SECONDS = 10
 SCHEDULER_STALE_SECONDS = 10
 
 
+class _Scheduler(RQScheduler):
+    """RQ's scheduler, whose process ends with one log line when Redis goes away, instead of RQ's logged
+    traceback followed by multiprocessing's printed one; the worker's maintenance starts a new one."""
+
+    def work(self) -> None:
+        try:
+            super().work()
+        except RedisError as exc:
+            self.log.error("Scheduler [PID %s] stopped: Redis unavailable (%s); the worker starts another "
+                           "within %d s of Redis being back", os.getpid(), one_line(exc), MAINTENANCE_SECONDS)
+
+
 class TriageWorker(Worker):
-    """RQ's forking worker that also takes over the scheduler lock of a scheduler that has died."""
+    """RQ's forking worker that runs ``_Scheduler`` and takes over the scheduler lock of a scheduler
+    that has died."""
+
+    def _start_scheduler(self, burst: bool = False, logging_level: str | None = "INFO",
+                         date_format: str = DEFAULT_LOGGING_DATE_FORMAT, log_format: str = DEFAULT_LOGGING_FORMAT,
+                         ) -> None:
+        """RQ's own, but with ``_Scheduler`` (a burst worker only enqueues what is due, in this process)."""
+        if burst:
+            super()._start_scheduler(burst, logging_level, date_format, log_format)
+            return
+        self.scheduler = _Scheduler(self.queues, connection=self.connection, serializer=self.serializer,
+                                    logging_level=logging_level if logging_level is not None else self.log.level,
+                                    date_format=date_format, log_format=log_format)
+        self.scheduler.acquire_locks()
+        if self.scheduler.acquired_locks:
+            self.scheduler.start()
 
     def run_maintenance_tasks(self) -> None:
         if self.scheduler is not None:

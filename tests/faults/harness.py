@@ -7,10 +7,12 @@ Everything here is a real process or a real socket: nothing is patched across a 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -247,3 +249,54 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float, every: float 
 def triage_records(redis: Redis) -> list[dict]:
     return [{k.decode(): json.loads(v) for k, v in redis.hgetall(key).items()}
             for key in redis.scan_iter("bt:triage:*")]
+
+
+class LossyProxy:
+    """A TCP proxy in front of Redis that can lose the answer to a transaction: the next ``EXEC`` it
+    sees is passed on (Redis carries it out) and nothing Redis says on that connection reaches the
+    client any more, which then times out, exactly as when Redis freezes just after an EXEC."""
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self._armed = threading.Event()
+        self.lost = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def lose_next_exec_answer(self) -> None:
+        self._armed.set()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            muted = threading.Event()
+            threading.Thread(target=self._pump, args=(client, upstream, muted, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, muted, False), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, muted: threading.Event, to_redis: bool) -> None:
+        try:
+            while data := src.recv(65536):
+                if to_redis and b"$4\r\nEXEC\r\n" in data and self._armed.is_set():
+                    self._armed.clear()
+                    muted.set()
+                    self.lost += 1
+                if to_redis or not muted.is_set():
+                    dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.listener.close()

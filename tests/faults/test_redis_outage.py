@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from tests.conftest import simulated_env
-from tests.faults.harness import ANSWER_BOUND, Processes, RedisServer, Sender, triage_records, wait_for
+from tests.faults.harness import ANSWER_BOUND, LossyProxy, Processes, RedisServer, Sender, triage_records, wait_for
 from tests.test_pipeline import MISSING, dbt_run, failed_run
 
 pytestmark = pytest.mark.slow
@@ -135,3 +135,37 @@ def test_redis_killed_and_restarted(crew, paradime, slack):
 
 def _accepted_after(sender: Sender, delivery: str, moment: float) -> bool:
     return any(a.finished_at >= moment for a in sender.accepted(delivery))
+
+
+def test_an_admission_whose_answer_is_lost_is_triaged_once(tmp_path: Path, paradime, slack, policy):
+    """The issue's first defect, made exact: Redis carries out the intake transaction (claim, record, job)
+    but its answer never reaches the web, which times out. The delivery and its redelivery are answered
+    within the bound and name the one triage; the run is triaged once."""
+    server = RedisServer(tmp_path, aof=False).start()
+    proxy = LossyProxy(server.port)
+    (tmp_path / "triage.yaml").write_text(yaml.safe_dump(policy))
+    env = {**simulated_env(server.url, paradime, slack), "TRIAGE_CONFIG": str(tmp_path / "triage.yaml")}
+    procs = Processes(env, tmp_path)
+    try:
+        url = procs.web(env={"REDIS_URL": proxy.url}) + "/webhooks/paradime"  # the workers talk to Redis directly
+        procs.worker("w1")
+        run = failed_run(paradime, dbt_run(MISSING))
+        body, sender = paradime.webhook_payload(run), Sender(url)
+        proxy.lose_next_exec_answer()
+        first = sender.post(body, "msg_lost_answer")
+        again = sender.post(body, "msg_lost_answer")
+        assert proxy.lost == 1
+        _check_answers(sender)
+        assert again.status == 200 and again.body["status"] == "duplicate", again
+        # The web read its own claim back: accepted (not a "duplicate" of itself), the same triage.
+        assert first.status == 202 and first.body["status"] == "queued", first
+        assert first.body["triage_id"] == again.body["triage_id"]
+        wait_for("the run is triaged", lambda: slack.top_level(), 60)
+        time.sleep(2)
+        _triaged_once(slack, server.client(), [run])
+        [record] = triage_records(server.client())
+        assert record["job_id"] == f"triage-{again.body['triage_id']}"
+    finally:
+        procs.stop()
+        proxy.close()
+        server.stop()
