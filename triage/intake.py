@@ -81,9 +81,7 @@ def receive(path_token: str | None = None):
 
     try:
         earlier = store.admit(keys, triage_id, record, enqueue)
-        if earlier == triage_id:  # our own transaction went through, but its answer was lost: read back
-            log.info("triage %s: admitted, though Redis's answer was lost on the way", triage_id)
-        elif earlier:
+        if earlier:
             again = store.get_triage(earlier) or {}
             if broker.job_alive(store.redis, again.get("job_id")):
                 log.info("duplicate delivery of %s; already triage %s", event.dedup_key, earlier)

@@ -24,6 +24,8 @@ from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
 from triage.lifecycle import IllegalTransition, TriageStatus
@@ -84,6 +86,14 @@ return done
 """
 
 
+def _raise_if_connection_lost(exc: WatchError) -> None:
+    """redis-py reports a connection lost (or timed out) while watching as a WatchError. That is no rival
+    write: retrying would wait out a second timeout, and "someone else got there" would be a lie; raise
+    the connection error, so that the intake answers 503 and the sender delivers again."""
+    if isinstance(exc.__context__, RedisConnectionError | RedisTimeoutError):
+        raise RedisConnectionError("connection to Redis lost during a transaction") from exc
+
+
 class Store:
     def __init__(self, redis: Redis, dedup_ttl: int = 604_800):
         self.redis = redis
@@ -118,8 +128,9 @@ class Store:
                     enqueue(pipe)
                     pipe.execute()
                     return None
-                except WatchError:  # another delivery claimed a key meanwhile: read it again
-                    continue
+                except WatchError as exc:
+                    _raise_if_connection_lost(exc)
+                    continue  # another delivery claimed a key meanwhile: read it again
 
     def reopen(self, triage_id: str, enqueue: Callable[[Pipeline], Any], **fields: Any) -> bool:
         """Start a new attempt of a triage that will not complete by itself (failed, dead-lettered, or
@@ -140,8 +151,9 @@ class Store:
                 enqueue(pipe)
                 pipe.execute()
                 return True
-            except WatchError:
-                return False
+            except WatchError as exc:
+                _raise_if_connection_lost(exc)
+                return False  # another caller reopened it first
 
     def set_status(self, triage_id: str, status: TriageStatus, **fields: Any) -> None:
         """Move a triage to ``status`` (checked against the lifecycle) and record ``fields`` with it."""

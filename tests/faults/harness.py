@@ -252,15 +252,16 @@ def triage_records(redis: Redis) -> list[dict]:
 
 
 class LossyProxy:
-    """A TCP proxy in front of Redis that can lose the answer to a transaction: the next ``EXEC`` it
-    sees is passed on (Redis carries it out) and nothing Redis says on that connection reaches the
-    client any more, which then times out, exactly as when Redis freezes just after an EXEC."""
+    """A TCP proxy in front of Redis that can lose the answer to a command: the next ``EXEC`` (or other
+    command) it sees is passed on (Redis carries it out) and nothing Redis says on that connection
+    reaches the client any more, which then times out, exactly as when Redis freezes just after it."""
 
     def __init__(self, target_port: int):
         self.target_port = target_port
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self._armed = threading.Event()
+        self._pattern = b""
         self.lost = 0
         threading.Thread(target=self._serve, daemon=True).start()
 
@@ -269,6 +270,11 @@ class LossyProxy:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def lose_next_exec_answer(self) -> None:
+        self.lose_next_answer_to("EXEC")
+
+    def lose_next_answer_to(self, command: str) -> None:
+        """From the next ``command`` the client sends on, nothing reaches it on that connection."""
+        self._pattern = f"${len(command)}\r\n{command}\r\n".encode()
         self._armed.set()
 
     def _serve(self) -> None:
@@ -285,7 +291,7 @@ class LossyProxy:
     def _pump(self, src: socket.socket, dst: socket.socket, muted: threading.Event, to_redis: bool) -> None:
         try:
             while data := src.recv(65536):
-                if to_redis and b"$4\r\nEXEC\r\n" in data and self._armed.is_set():
+                if to_redis and self._armed.is_set() and self._pattern in data:
                     self._armed.clear()
                     muted.set()
                     self.lost += 1

@@ -139,8 +139,8 @@ def _accepted_after(sender: Sender, delivery: str, moment: float) -> bool:
 
 def test_an_admission_whose_answer_is_lost_is_triaged_once(tmp_path: Path, paradime, slack, policy):
     """The issue's first defect, made exact: Redis carries out the intake transaction (claim, record, job)
-    but its answer never reaches the web, which times out. The delivery and its redelivery are answered
-    within the bound and name the one triage; the run is triaged once."""
+    but its answer never reaches the web, which times out. The delivery is answered 503 after one client
+    timeout, its redelivery ``duplicate`` naming the triage Redis made; the run is triaged once."""
     server = RedisServer(tmp_path, aof=False).start()
     proxy = LossyProxy(server.port)
     (tmp_path / "triage.yaml").write_text(yaml.safe_dump(policy))
@@ -157,14 +157,49 @@ def test_an_admission_whose_answer_is_lost_is_triaged_once(tmp_path: Path, parad
         assert proxy.lost == 1
         _check_answers(sender)
         assert again.status == 200 and again.body["status"] == "duplicate", again
-        # The web read its own claim back: accepted (not a "duplicate" of itself), the same triage.
-        assert first.status == 202 and first.body["status"] == "queued", first
-        assert first.body["triage_id"] == again.body["triage_id"]
+        # One client timeout, then 503 (not a second timeout); the redelivery finds the job Redis made.
+        assert first.status == 503 and first.retry_after == "30" and first.seconds < ANSWER_BOUND, first
         wait_for("the run is triaged", lambda: slack.top_level(), 60)
         time.sleep(2)
         _triaged_once(slack, server.client(), [run])
         [record] = triage_records(server.client())
         assert record["job_id"] == f"triage-{again.body['triage_id']}"
+    finally:
+        procs.stop()
+        proxy.close()
+        server.stop()
+
+
+def test_a_redelivery_whose_reopening_loses_redis_is_told_to_come_again(tmp_path: Path, paradime, slack, policy):
+    """A dead-lettered triage is reopened by a redelivery; the connection to Redis is lost in the middle of
+    that (the answer to its read of the status never comes). The redelivery must be answered 503 (deliver
+    again), not "200 duplicate", which would end the sender's retries with no triage behind it."""
+    policy["jobs"] = {"attempts": 1, "retry_intervals": [0]}
+    server = RedisServer(tmp_path, aof=False).start()
+    proxy = LossyProxy(server.port)
+    (tmp_path / "triage.yaml").write_text(yaml.safe_dump(policy))
+    env = {**simulated_env(server.url, paradime, slack), "TRIAGE_CONFIG": str(tmp_path / "triage.yaml")}
+    procs = Processes(env, tmp_path)
+    try:
+        url = procs.web(env={"REDIS_URL": proxy.url}) + "/webhooks/paradime"
+        procs.worker("w1")
+        paradime.fail_next("boltRunStatus", times=4 * 3, kind="http_500")  # the triage and its 3 re-checks
+        run = failed_run(paradime, dbt_run(MISSING))
+        body, sender = paradime.webhook_payload(run), Sender(url)
+        assert sender.post(body, "msg_first").status == 202
+        wait_for("the triage is dead-lettered",
+                 lambda: [r["status"] for r in triage_records(server.client())] == ["dead_letter"], 60)
+
+        proxy.lose_next_answer_to("HGET")  # Store.reopen reads the status under WATCH
+        lost = sender.post(body, "msg_again")
+        assert proxy.lost == 1
+        assert lost.status == 503 and lost.retry_after == "30" and lost.seconds < ANSWER_BOUND, lost
+        accepted = sender.post(body, "msg_again")
+        assert accepted.status == 202 and accepted.body["status"] == "requeued", accepted
+        _check_answers(sender)
+        wait_for("the reopened triage finishes",
+                 lambda: [r["status"] for r in triage_records(server.client())] == ["done"], 60)
+        wait_for("its alert is posted", lambda: [m for m in slack.top_level() if "Not retrying" in m.text], 30)
     finally:
         procs.stop()
         proxy.close()
