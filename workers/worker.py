@@ -30,6 +30,7 @@ from triage.config import load_settings, redact_url, require_worker
 from triage.errors import ConfigError
 from triage.probes import one_line, probe_paradime, probe_slack
 from workers import context
+from workers.jobs import TriageFailed
 
 log = logging.getLogger("workers.worker")
 
@@ -49,6 +50,23 @@ MAINTENANCE_SECONDS = 10
 #: interval. A lock not refreshed for this long (its TTL that much below the full one) is released
 #: (token-checked) by the next worker's maintenance, which then starts its own scheduler.
 SCHEDULER_STALE_SECONDS = 10
+
+
+class GaveUpInOneLine(logging.Filter):
+    """RQ logs every failed job with its traceback. A ``TriageFailed`` is a job giving up on purpose with
+    its reason (Paradime down through every re-check, say): its traceback says nothing more, so the line
+    keeps only the reason. Any other exception keeps its traceback."""
+
+    _FAILED = "Worker %s: job %s: exception raised while executing (%s)\n%s"
+    _MARK = f"{TriageFailed.__module__}.{TriageFailed.__qualname__}: "
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == self._FAILED and isinstance(record.args, tuple) and len(record.args) == 4:
+            last = str(record.args[3]).rstrip().rsplit("\n", 1)[-1]
+            if last.startswith(self._MARK):
+                record.msg = "Worker %s: job %s: gave up (%s): %s"
+                record.args = (*record.args[:3], last.removeprefix(self._MARK))
+        return True
 
 
 class _Scheduler(RQScheduler):
@@ -125,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError) as exc:  # logs.install: ValueError naming LOG_LEVEL / LOG_FORMAT
         print(f"bolt-triage worker: configuration error: {exc}", file=sys.stderr)
         return 2
+    logging.getLogger("rq.worker").addFilter(GaveUpInOneLine())
     for warning in warnings:
         log.warning("%s", warning)
     wait_for_redis(ctx.store.redis, settings.redis_url)

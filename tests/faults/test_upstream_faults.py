@@ -7,6 +7,7 @@ in one "Could not triage" note and a dead-lettered triage, and the calls stop (n
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,3 +93,8 @@ def test_a_paradime_that_never_recovers_ends_in_one_note_and_a_dead_letter(crew,
     time.sleep(5)
     assert len(paradime.calls_of("boltRunStatus")) == calls, "still calling: a crash loop"
     assert len(slack.top_level()) == 1
+    # The give-up is one line with its reason (workers.worker.GaveUpInOneLine), not a traceback.
+    written = procs.log("w1") + procs.log("w2")
+    assert "Traceback" not in written, written[-3000:]
+    assert re.search(r"job \S+: gave up \(workers\.jobs\.triage_webhook\): triage tr_\w+: Paradime "
+                     r"boltRunStatus: HTTP 500 after 3 attempts\n", written), written[-3000:]
