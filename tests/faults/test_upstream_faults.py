@@ -1,6 +1,6 @@
 """Paradime and Slack failing for a while, through real processes (``triage web`` and ``triage worker``
-subprocesses, the simulators over HTTP): 500s, 429 with Retry-After, timeouts, a 502 HTML page and a
-GraphQL error on the query side, 429s then 500s from Slack. A transient failure is still retried exactly
+subprocesses, the simulators over HTTP): 500s, 429 with Retry-After, malformed JSON, timeouts, 502 HTML
+pages and a GraphQL error on the query side, 429s then 500s from Slack. A transient failure is still retried exactly
 once and told in one Slack parent message with its replies in order; a Paradime that never recovers ends
 in one "Could not triage" note and a dead-lettered triage, and the calls stop (no crash loop)."""
 
@@ -52,7 +52,9 @@ def test_a_transient_failure_survives_failing_upstreams(crew, paradime, slack):
     server, procs = crew
     paradime.fail_next("boltRunStatus", times=2, kind="http_500")
     paradime.fail_next("boltCommand", times=1, kind="http_429")  # with Retry-After: 1
+    paradime.fail_next("boltCommand", times=1, kind="bad_json")  # a 200 whose body is cut off
     paradime.fail_next("boltResourceUrl", times=1, kind="timeout", delay=3)  # the client waits 2 s
+    paradime.fail_next("boltResourceUrl", times=1, kind="http_502")  # a gateway's HTML page
     paradime.fail_next("artifact", times=1, kind="http_502")  # an HTML gateway page
     paradime.fail_next("boltScheduleName", times=1, kind="graphql_error")
     slack.fail_next(2, status=429, retry_after=1, method="chat.postMessage")
