@@ -25,6 +25,8 @@ from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
 from triage import keyspace
@@ -86,6 +88,14 @@ end
 for i = 1, #KEYS do redis.call('SET', KEYS[i], ARGV[1], 'EX', ARGV[2]) end
 return false
 """
+
+
+def _raise_if_connection_lost(exc: WatchError) -> None:
+    """redis-py reports a connection lost (or timed out) while watching as a WatchError. That is no rival
+    write: retrying would wait out a second timeout, and "someone else got there" would be a lie; raise
+    the connection error, so that the intake answers 503 and the sender delivers again."""
+    if isinstance(exc.__context__, RedisConnectionError | RedisTimeoutError):
+        raise RedisConnectionError("connection to Redis lost during a transaction") from exc
 
 
 class Store:
@@ -152,8 +162,9 @@ class Store:
                 enqueue(pipe)
                 pipe.execute()
                 return True
-            except WatchError:
-                return False
+            except WatchError as exc:
+                _raise_if_connection_lost(exc)
+                return False  # another caller reopened it first
 
     # --- triage records (what the operations API lists) -----------------------------------------
 
