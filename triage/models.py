@@ -141,6 +141,7 @@ class Reason(str, Enum):
     NO_SCHEDULE = "no_schedule"
     INFRA_ONLY = "infra_only"
     TRANSIENT = "transient"
+    PAUSED = "paused"  # a retry was due, but an operator paused automatic retries (triage.pauses)
 
     def __str__(self) -> str:
         return self.value

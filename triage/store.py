@@ -84,12 +84,19 @@ return done
 """
 
 
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
 class Store:
     def __init__(self, redis: Redis, dedup_ttl: int = 604_800):
         self.redis = redis
         self.dedup_ttl = dedup_ttl
         self._claim_post = redis.register_script(_CLAIM_POST)
         self._thread_settled = redis.register_script(_THREAD_SETTLED)
+        self._release = redis.register_script(_RELEASE)
 
     # --- intake dedup ----------------------------------------------------------------------
 
@@ -193,6 +200,48 @@ class Store:
         pipe.zremrangebyrank(f"{PREFIX}triages", 0, -TRIAGE_INDEX_MAX - 1)  # bounded: the oldest fall off
         pipe.expire(f"{PREFIX}triages", RECORD_TTL)
 
+    def get_triages(self, triage_ids: list[str]) -> list[dict[str, Any] | None]:
+        """Several records in one round trip (the operations API lists pages of them)."""
+        pipe = self.redis.pipeline()
+        for triage_id in triage_ids:
+            pipe.hgetall(f"{PREFIX}triage:{triage_id}")
+        return [{k.decode(): json.loads(v) for k, v in raw.items()} if raw else None for raw in pipe.execute()]
+
+    def triage_index(self, before: float, count: int) -> list[tuple[str, float]]:
+        """(triage id, admitted at) from ``bt:triages``, newest first, admitted at or before ``before``."""
+        rows = self.redis.zrevrangebyscore(f"{PREFIX}triages", before, "-inf", start=0, num=count, withscores=True)
+        return [(tid.decode(), score) for tid, score in rows]
+
+    def admit_replay(self, triage_id: str, record: dict[str, Any], run_id: int | None,
+                     enqueue: Callable[[Pipeline], Any], busy: Callable[[str], bool]) -> str | None:
+        """Record and enqueue a replay, handing it the run's once-per-run triage claim (``triaged:<run>``),
+        in one transaction. Returns the triage holding the claim when it is still in progress (``busy``):
+        then nothing is done, so two triages never work on one run at once. The run's other guards
+        (``retry:<run>``, the Slack post claims) are left as they are: a replay cannot retry a run twice
+        or post a message twice."""
+        key = f"{PREFIX}triaged:{run_id}"
+        with self.redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    owner = pipe.get(key) if run_id is not None else None
+                    if owner and busy(owner.decode()):
+                        pipe.unwatch()
+                        return owner.decode()
+                    pipe.multi()
+                    if run_id is not None:
+                        pipe.set(key, triage_id, ex=RECORD_TTL)
+                    self._record(pipe, triage_id, record)
+                    enqueue(pipe)
+                    pipe.execute()
+                    return None
+                except WatchError:
+                    continue
+
+    def release(self, keys: list[str], owner: str) -> list[str]:
+        """Delete each claim that ``owner`` holds (compare-and-delete); the keys deleted."""
+        return [k for k in keys if self._release(keys=[f"{PREFIX}{k}"], args=[owner])]
+
     def get_triage(self, triage_id: str) -> dict[str, Any] | None:
         raw = self.redis.hgetall(f"{PREFIX}triage:{triage_id}")
         if not raw:
@@ -257,6 +306,14 @@ class Store:
     def story(self, origin: int) -> Story:
         raw = self.redis.get(f"{PREFIX}story:{origin}")
         return Story(**json.loads(raw)) if raw else Story(origin=origin, runs=[origin])
+
+    def story_statuses(self, origins: list[int | None]) -> list[str | None]:
+        """The status of each chain's story (None: no story, or no origin), in one round trip."""
+        pipe = self.redis.pipeline()
+        for origin in origins:
+            pipe.get(f"{PREFIX}story:{origin}")
+        return [json.loads(raw)["status"] if raw and origin is not None else None
+                for origin, raw in zip(origins, pipe.execute(), strict=True)]
 
     def save_story(self, story: Story) -> None:
         self.redis.set(f"{PREFIX}story:{story.origin}", json.dumps(asdict(story)), ex=RECORD_TTL)

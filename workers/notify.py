@@ -25,8 +25,9 @@ from typing import Any
 
 from rq import Retry
 
-from triage import broker
+from triage import broker, ledger, logs
 from triage.errors import UpstreamError
+from triage.ledger import EventType
 from triage.models import Decision, Evidence, evidence_from_dict
 from triage.routing import channel_for, mentions_for
 from triage.slack import Pacer, RateLimited
@@ -138,6 +139,7 @@ def refresh_incident(ctx: Context, key: str) -> None:
 def deliver(op: dict[str, Any], tries: int = 0) -> dict[str, Any]:
     """RQ entry point (queue ``slack``): send one message, update or incident refresh."""
     ctx = context.current()
+    ledger.bind(op.get("triage_id"))  # its Slack calls and log lines belong to the triage that said it
     try:
         if op["kind"] == "update":
             return _update(ctx, op, tries)
@@ -192,6 +194,7 @@ def _post(ctx: Context, op: dict[str, Any], tries: int) -> dict[str, Any]:
         raise
     _pacer(ctx).sent(channel)
     ctx.store.put(key, json.dumps({"channel": posted.channel, "ts": posted.ts}))
+    ctx.ledger.record(op.get("triage_id"), EventType.SLACK_POSTED, f"posted {key}", channel=posted.channel)
     if op.get("parent") is not None and posted.ts:
         ctx.store.update_story(op["parent"], slack_channel=posted.channel, slack_ts=posted.ts)
         if ctx.store.get(f"parent:{op['parent']}") != json.dumps({"text": op["text"], "blocks": op["blocks"]}):
@@ -266,6 +269,7 @@ def _later(ctx: Context, op: dict[str, Any], tries: int, delay: float, why: str)
 
 
 def _enqueue(ctx: Context, op: dict[str, Any], delay: float = 0, tries: int = 0) -> None:
+    op = {"triage_id": logs.triage_id.get(), **op}  # the triage whose ledger records the post
     if op.get("reply_to") is not None and "seq" not in op:  # its place in the thread: the order of events
         op = {**op, "seq": ctx.store.next_in_thread(op["reply_to"])}
     queue = broker.queue(ctx.store.redis, broker.SLACK_QUEUE)
