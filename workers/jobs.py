@@ -372,6 +372,7 @@ def perform_retry(triage_id: str, run_id: int, origin: int, attempt: int, action
         ctx.ledger.record(triage_id, EventType.RETRY_SENT, f"{action} of run {run_id}: {result['status']}", **result)
         ctx.store.advance(triage_id, TriageStatus.RETRIED, retry=result)
         ctx.store.advance(triage_id, TriageStatus.DONE, finished_at=time.time())
+        ctx.ledger.record(triage_id, EventType.DONE, f"triage done: retry {result['status']}")
         return result
 
 
