@@ -78,4 +78,9 @@ def story(service, origin: int) -> dict:
     return json.loads(raw) if raw else {}
 
 
-__all__ = ["ADMIN", "READ", "Api", "api_env", "edit_policy", "ops", "story"]
+def status_of(service, triage_id: str) -> str | None:
+    raw = service.redis.hget(f"bt:triage:{triage_id}", "status")
+    return json.loads(raw) if raw else None
+
+
+__all__ = ["status_of", "ADMIN", "READ", "Api", "api_env", "edit_policy", "ops", "story"]

@@ -1,6 +1,7 @@
 """The operations API's read side over real HTTP: auth, errors, list/get/events, the cursor, SSE,
 lineage, runs, debug bundle, flaky, stats — after real triages (webhook → RQ → simulators)."""
 
+# ruff: noqa: F811  (the fixtures are imported from tests.api_fixtures)
 from __future__ import annotations
 
 import json
