@@ -1,0 +1,39 @@
+"""The OpenAPI document is true: every Flask route under /api/v1 is in it, with its methods, and
+every operation it lists is a route."""
+
+# ruff: noqa: F811  (the fixtures are imported from tests.api_fixtures)
+from __future__ import annotations
+
+import re
+
+from tests.api_fixtures import api_env, ops  # noqa: F401
+from triage.app import create_app
+from triage.config import load_settings
+
+
+def _routes(app) -> set[tuple[str, str]]:
+    found = set()
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/api/v1"):
+            continue
+        path = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule.rule)
+        found |= {(path, m.lower()) for m in rule.methods - {"HEAD", "OPTIONS"}}
+    return found
+
+
+def test_every_route_is_documented_and_every_documented_operation_exists(ops):
+    _, _, read = ops
+    doc = read.ok("GET", "/openapi.json")
+    assert doc["openapi"].startswith("3.1")
+    documented = {(path, method) for path, ops_ in doc["paths"].items() for method in ops_}
+    routes = _routes(create_app(load_settings()))
+    assert routes == documented, (routes - documented, documented - routes)
+    for path, ops_ in doc["paths"].items():
+        for method, op in ops_.items():
+            params = {p["name"] for p in op["parameters"] if p["in"] == "path"}
+            assert params == set(re.findall(r"{([a-z_]+)}", path)), (path, method)
+            assert "401" in op["responses"] and op["operationId"]
+            if method != "get":
+                assert op["x-required-role"] == "admin" and "403" in op["responses"]
+    ids = [op["operationId"] for ops_ in doc["paths"].values() for op in ops_.values()]
+    assert len(ids) == len(set(ids))
