@@ -321,7 +321,3 @@ def upstream(service: Service, operation: str) -> Iterator[_Observed]:
             _installed.call(triage_id, Call(service, operation[:80], str(observed.status),
                                             (time.monotonic() - started) * 1000))
 
-
-def bind(triage_id: str | None) -> None:
-    """Attribute the rest of this job's calls (and log lines) to ``triage_id`` (Slack deliveries)."""
-    logs.triage_id.set(triage_id)

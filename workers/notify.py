@@ -25,7 +25,7 @@ from typing import Any
 
 from rq import Retry
 
-from triage import broker, ledger, logs
+from triage import broker, logs
 from triage.errors import UpstreamError
 from triage.ledger import EventType
 from triage.models import Decision, Evidence, evidence_from_dict
@@ -138,8 +138,12 @@ def refresh_incident(ctx: Context, key: str) -> None:
 
 def deliver(op: dict[str, Any], tries: int = 0) -> dict[str, Any]:
     """RQ entry point (queue ``slack``): send one message, update or incident refresh."""
+    with logs.bound(op.get("triage_id")):  # its Slack calls and log lines belong to the triage that said it
+        return _deliver(op, tries)
+
+
+def _deliver(op: dict[str, Any], tries: int) -> dict[str, Any]:
     ctx = context.current()
-    ledger.bind(op.get("triage_id"))  # its Slack calls and log lines belong to the triage that said it
     try:
         if op["kind"] == "update":
             return _update(ctx, op, tries)
