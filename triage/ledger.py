@@ -6,7 +6,8 @@ needs the steps themselves (received, queued, run status, artifact fetched, clas
 retry sent, Slack posted, re-check scheduled, failed …), the calls made to Paradime and Slack with
 their status and duration, and where the time went (``execution_trace``).
 
-Every key of the ledger is built here (:class:`Keys`), under ``bt:ledger:``, and every one is
+Every key of the ledger is named in ``triage.keyspace`` and reached through :class:`Keys`, under
+``bt:ledger:``, and every one is
 bounded twice: it expires ``ledger.retention_days`` after its last write, and lists are capped
 (``ledger.max_events`` events, ``ledger.max_calls`` calls per triage; the index of a run's triages
 and a triage's replays are capped too)::
@@ -38,12 +39,11 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import RedisError
 
-from triage import logs
+from triage import keyspace, logs
 from triage.config import LedgerSettings
 
 log = logging.getLogger(__name__)
 
-PREFIX = "bt:ledger:"
 MAX_MESSAGE = 500  # characters of an event's message
 MAX_RUN_TRIAGES = 1000  # triages listed per run
 MAX_CHILDREN = 1000  # replays listed per triage
@@ -126,31 +126,31 @@ class Call:
 
 
 class Keys:
-    """Every ``bt:ledger:`` key, built in one place."""
+    """The ledger's keys (named in ``triage.keyspace``, with every other key of the project)."""
 
     @staticmethod
     def events(triage_id: str) -> str:
-        return f"{PREFIX}{triage_id}:events"
+        return keyspace.ledger(triage_id, "events")
 
     @staticmethod
     def calls(triage_id: str) -> str:
-        return f"{PREFIX}{triage_id}:calls"
+        return keyspace.ledger(triage_id, "calls")
 
     @staticmethod
     def trace(triage_id: str) -> str:
-        return f"{PREFIX}{triage_id}:trace"
+        return keyspace.ledger(triage_id, "trace")
 
     @staticmethod
     def children(triage_id: str) -> str:
-        return f"{PREFIX}{triage_id}:children"
+        return keyspace.ledger(triage_id, "children")
 
     @staticmethod
     def run(run_id: int) -> str:
-        return f"{PREFIX}run:{run_id}"
+        return keyspace.ledger_run(run_id)
 
     @staticmethod
     def pauses() -> str:
-        return f"{PREFIX}pauses"
+        return keyspace.retry_pauses()
 
 
 def _decode(raw: dict[bytes, bytes]) -> dict[str, str]:

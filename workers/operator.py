@@ -22,7 +22,7 @@ def retry_canceled(triage_id: str, run_id: int, origin: int, reason: str = "") -
         sentence = f"Retry of run {run_id} canceled by an operator" + (f" ({reason})" if reason else "")
         if StoryStatus(story.status).can_move_to(StoryStatus.GAVE_UP):
             story = ctx.store.update_story(origin, status=StoryStatus.GAVE_UP)
-        notify.note(ctx, f"slack:{run_id}:retry-canceled",
+        notify.note(ctx, f"{run_id}:retry-canceled",
                     simple_message("info", f"{story.schedule_name or 'Bolt run'}: retry canceled", sentence + "."),
                     story=story)
         notify.refresh(ctx, story, (str(StoryStatus.GAVE_UP), sentence))

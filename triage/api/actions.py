@@ -183,15 +183,16 @@ def cancel_one(triage_id: str, reason: str = "") -> dict[str, Any]:
         raise _conflict(f"triage {triage_id} is {status}: only a queued triage, one waiting for a re-check, or "
                         "a scheduled retry can be canceled")
     run_id = record.get("run_id")
-    claim = f"canceled:{triage_id}:{time.time():.3f}"
+    claim = f"by an operator ({triage_id}, {time.time():.3f})"
     # The claim perform_retry takes before sending: whoever takes it first decides.
-    if status is TriageStatus.RETRY_SCHEDULED and not store().claim(f"retry:{run_id}", claim):
-        raise _conflict(f"the retry of run {run_id} is already {store().get(f'retry:{run_id}') or 'being sent'}")
+    if status is TriageStatus.RETRY_SCHEDULED and not store().retries.cancel(run_id, claim):
+        raise _conflict(f"the retry of run {run_id} is already {store().retries.state(run_id) or 'being sent'}")
     try:
         store().set_status(triage_id, TriageStatus.CANCELED, finished_at=time.time(),
                            canceled_reason=reason or None)
     except IllegalTransition as exc:
-        store().release([f"retry:{run_id}"], claim)  # not canceled after all: the retry may go on
+        if status is TriageStatus.RETRY_SCHEDULED:  # not canceled after all: the retry may go on
+            store().retries.uncancel(run_id, claim)
         raise _conflict(f"triage {triage_id} moved on meanwhile: {exc}") from None
     jobs = [j for j in (record.get("job_id"), f"retry-{run_id}" if run_id is not None else None) if j]
     removed = _unschedule(jobs)
@@ -266,14 +267,9 @@ def reset_idempotency(triage_id: str):
     record = record_of(triage_id)
     if not TriageStatus(record["status"]).final:
         raise _conflict(f"triage {triage_id} is {record['status']}: reset its claims once it has finished")
-    keys = []
-    if record.get("delivery_id"):
-        keys.append(f"delivery:{record['delivery_id'][:200]}")
-    if record.get("event"):
-        keys.append(f"event:{WebhookEvent.from_dict(record['event']).dedup_key}")
-    if record.get("run_id") is not None:
-        keys.append(f"triaged:{record['run_id']}")
-    forgotten = store().release(keys, triage_id)
+    event_key = WebhookEvent.from_dict(record["event"]).dedup_key if record.get("event") else None
+    delivery = record["delivery_id"][:200] if record.get("delivery_id") else None
+    forgotten = store().forget_claims(triage_id, delivery, event_key, record.get("run_id"))
     ledger().record(triage_id, EventType.IDEMPOTENCY_RESET, f"claims forgotten: {', '.join(forgotten) or 'none'}")
     return jsonify(id=triage_id, forgotten=forgotten)
 

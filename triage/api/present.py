@@ -68,7 +68,7 @@ class Presenter:
         link = self.store.link(run_id) if run_id is not None else None
         origin = record.get("origin") or (link.origin if link else run_id)
         story = self.store.story(origin) if with_story and origin is not None else None
-        if story_status is None and story is not None and self.store.get(f"story:{origin}") is not None:
+        if story_status is None and story is not None and self.store.has_story(origin):
             story_status = StoryStatus(story.status)
         verdict = verdict_of(record, story_status)
         retry = record.get("retry") or {}
@@ -140,6 +140,6 @@ class Presenter:
                 "skipped": evidence.get("skipped", 0),
             },
             "calls": self.ledger.calls(triage_id),
-            "guards": {"retry": self.store.get(f"retry:{run_id}") if run_id is not None else None,
-                       "triaged_by": self.store.get(f"triaged:{run_id}") if run_id is not None else None},
+            "guards": {"retry": str(self.store.retries.state(run_id) or "") or None if run_id is not None else None,
+                       "triaged_by": self.store.run_owner(run_id) if run_id is not None else None},
         }

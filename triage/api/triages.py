@@ -135,7 +135,7 @@ def run(run_id: str):
         r_link = store().link(r)
         attempts.append({"run_id": r, "attempt": r_link.attempt if r_link else 0,
                          "parent_run_id": r_link.parent if r_link else None, "via": r_link.via if r_link else None,
-                         "triaged_by": store().get(f"triaged:{r}"), "triage_ids": ledger().triages_of_run(r)})
+                         "triaged_by": store().run_owner(r), "triage_ids": ledger().triages_of_run(r)})
     return jsonify(run_id=rid, original_run_id=origin, attempt=link.attempt if link else 0,
                    schedule_name=story.schedule_name, story_status=story.status, retries=story.attempts,
                    runs=attempts, slack={"channel": story.slack_channel, "ts": story.slack_ts,
