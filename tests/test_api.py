@@ -248,3 +248,17 @@ def test_tokens_are_masked_in_logs(api_env):
 def test_api_client_class_is_exercised(ops):
     _, admin, _ = ops
     assert isinstance(admin, Api) and admin.get("/retries/pauses").json() == {"pauses": []}
+
+
+def test_check_config_says_whether_the_api_is_on_without_printing_tokens(api_env):
+    from triage.checkconfig import check
+
+    lines: list[str] = []
+    check(dict(api_env), only="web", say=lines.append)
+    text = "\n".join(lines)
+    assert "operations API: on (admin and read token)" in text
+    assert ADMIN not in text and READ not in text
+    lines.clear()
+    check({k: v for k, v in api_env.items() if not k.startswith("TRIAGE_") or k == "TRIAGE_CONFIG"}, only="web",
+          say=lines.append)
+    assert "operations API: off" in "\n".join(lines)

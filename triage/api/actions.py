@@ -83,6 +83,8 @@ def replay_one(parent_id: str) -> dict[str, Any]:
     record = {"status": TriageStatus.QUEUED, "received_at": time.time(), "event": event, "delivery_id": None,
               "run_id": run_id, "schedule_name": parent.get("schedule_name"), "job_id": job_id, "attempts": 1,
               "triggered_by": "replay", "parent_triage_id": parent_id}
+    if parent.get("evidence"):  # the run's evidence stays readable (Store.evidence) until the replay has its own
+        record["evidence"] = parent["evidence"]
     queue, jobs = _queue(), _settings().jobs
 
     def enqueue(pipe) -> None:

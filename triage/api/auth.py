@@ -64,8 +64,9 @@ def _role(header: str | None) -> Role | None:
     settings = current_app.extensions["triage"]["settings"]
     scheme, _, given = (header or "").partition(" ")
     given = given.strip().encode()
-    is_admin = hmac.compare_digest(given, (settings.admin_token or "\0").encode())
-    is_read = hmac.compare_digest(given, (settings.read_token or "\0").encode())
+    # Both comparisons always run (constant time whichever token is tried); an unset token matches nothing.
+    is_admin = hmac.compare_digest(given, (settings.admin_token or "").encode()) and bool(settings.admin_token)
+    is_read = hmac.compare_digest(given, (settings.read_token or "").encode()) and bool(settings.read_token)
     if scheme.lower() != "bearer" or not given:
         return None
     return Role.ADMIN if is_admin else Role.READ if is_read else None
