@@ -262,3 +262,38 @@ def test_check_config_says_whether_the_api_is_on_without_printing_tokens(api_env
     check({k: v for k, v in api_env.items() if not k.startswith("TRIAGE_") or k == "TRIAGE_CONFIG"}, only="web",
           say=lines.append)
     assert "operations API: off" in "\n".join(lines)
+
+
+def test_unknown_paths_and_methods_under_the_api_answer_in_its_error_shape(ops):
+    _, admin, _ = ops
+    missing = admin.get("/nothing-here")
+    wrong_method = admin.request("PUT", "/triages")
+    for resp, status in ((missing, 404), (wrong_method, 405)):
+        assert resp.status_code == status
+        assert set(resp.json()) == {"error", "message", "request_id"}
+        assert resp.json()["request_id"] == resp.headers["X-Request-ID"]
+    assert admin.request("PUT", "/triages", token=None).status_code == 401, "auth first: nothing revealed"
+
+
+def test_api_answers_503_while_redis_is_down(api_env, monkeypatch):
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+    client = create_app(load_settings()).test_client()
+    resp = client.get("/api/v1/triages", headers={"Authorization": f"Bearer {READ}"})
+    assert resp.status_code == 503 and resp.json["error"] == "unavailable" and resp.headers["Retry-After"] == "30"
+
+
+def test_ledger_retention_and_caps_are_configured(api_env, redis):
+    from triage.config import LedgerSettings
+    from triage.ledger import Call, EventType, Keys, Ledger, Service
+
+    book = Ledger(redis, LedgerSettings(retention_days=2, max_events=10, max_calls=10))
+    for i in range(25):
+        book.record("tr_0000000000000001", EventType.RUN_STATUS, f"check {i}")
+        book.call("tr_0000000000000001", Call(Service.PARADIME, "boltRunStatus", "200", 1.5))
+    events = book.events("tr_0000000000000001")
+    assert len(events) == 10 and events[-1].message == "check 24", "the oldest fall off"
+    assert len(book.calls("tr_0000000000000001")) == 10
+    assert book.trace("tr_0000000000000001")["paradime"] == 37.5
+    for key in (Keys.events("tr_0000000000000001"), Keys.calls("tr_0000000000000001"),
+                Keys.trace("tr_0000000000000001")):
+        assert 2 * 86400 - 5 < redis.ttl(key) <= 2 * 86400

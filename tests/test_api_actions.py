@@ -65,6 +65,20 @@ def test_replay_refuses_unfinished_and_unknown_triages(ops, paradime):
     assert admin.post("/triages/bulk-replay", {"ids": ["x"] * 501}).status_code == 400
 
 
+def test_a_second_replay_waits_for_the_first(ops, paradime, slack):
+    svc, admin, _ = ops
+    triage_id = paradime.deliver(failed_run(paradime, dbt_run(MISSING))).json()["triage_id"]
+    svc.drain()
+    first = admin.ok("POST", f"/triages/{triage_id}/replay", status=202)
+    second = admin.post(f"/triages/{triage_id}/replay")
+    assert second.status_code == 409 and first["id"] in second.json()["message"], "one triage of a run at a time"
+    svc.drain()
+    assert admin.post(f"/triages/{triage_id}/replay").status_code == 202
+    svc.drain()
+    assert len(slack.top_level()) == 1
+    assert len(admin.ok("GET", f"/triages/{triage_id}/children")["triages"]) == 2
+
+
 def test_pause_is_in_effect_then_resume_and_replay_retries(ops, paradime, slack):
     svc, admin, read = ops
     edit_policy(slack={"fallback_mentions": ["U0ONCALL1"]})

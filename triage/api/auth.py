@@ -13,13 +13,17 @@
 from __future__ import annotations
 
 import hmac
+import logging
 import re
 import uuid
 from enum import Enum
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
+from redis.exceptions import RedisError
 from werkzeug.exceptions import BadRequest
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -58,6 +62,14 @@ def error_response(exc: ApiError) -> tuple[Response, int]:
 @bp.errorhandler(ApiError)
 def _api_error(exc: ApiError):
     return error_response(exc)
+
+
+@bp.errorhandler(RedisError)
+def _redis_down(exc: RedisError):
+    """Redis is the API's only store: while it is unreachable, say so (503), like intake does."""
+    log.error("operations API: Redis unavailable (%s)", exc.__class__.__name__)
+    return error_response(ApiError(503, "unavailable", "Redis is unreachable; try again shortly",
+                                   {"Retry-After": "30"}))
 
 
 def _role(header: str | None) -> Role | None:
