@@ -2,7 +2,8 @@
 
 Modules: ``auth`` (tokens, request ids, the error shape), ``query`` (filters and the cursor),
 ``present`` (a triage record as the API shows it), ``triages`` (read endpoints), ``stream`` (SSE),
-``actions`` (mutations), ``openapi`` (the document a test holds every route to).
+``actions`` (mutations of triages), ``retries`` (the pause switch), ``openapi`` (the document
+a test holds every route to).
 
 Why a blueprint in its own package: the web app's only other job is intake, which must stay fast
 and dependency-free; everything here reads the state model (``triage.store``, ``triage.ledger``)
@@ -21,7 +22,7 @@ from triage.api.auth import bp
 def register(app: Flask) -> None:
     """Add the API to the app (the app factory calls this). With no token configured every
     ``/api/`` path answers 404: the API is off, never open."""
-    from triage.api import actions, auth, openapi, stream, triages  # noqa: F401  (their routes join bp)
+    from triage.api import actions, auth, openapi, retries, stream, triages  # noqa: F401  (their routes join bp)
 
     app.register_blueprint(bp)
     app.before_request(auth.guard)

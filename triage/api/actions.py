@@ -28,20 +28,18 @@ from flask import current_app, jsonify
 from rq.registry import ScheduledJobRegistry
 
 from triage import broker
-from triage.api.auth import ApiError, bad_request, bp, json_body
+from triage.api.auth import ApiError, bad_request, bp, json_body, reason_of
 from triage.api.present import iso
 from triage.api.query import MAX_LIMIT, TriageFilter, Verdict, parse_time, walk
 from triage.api.triages import ledger, presenter, record_of, store
 from triage.ledger import EventType
 from triage.lifecycle import IllegalTransition, TriageStatus
-from triage.pauses import Pauses
 from triage.store import new_triage_id
 from triage.webhook import WebhookEvent
 
 #: A worker job (by dotted path: the web never imports worker code) that tells Slack of a cancel.
 RETRY_CANCELED_JOB = "workers.operator.retry_canceled"
 MAX_RESCHEDULE_SECONDS = 30 * 86_400
-MAX_PAUSE_SECONDS = 30 * 86_400
 CANCELABLE = frozenset({TriageStatus.QUEUED, TriageStatus.WAITING, TriageStatus.RETRY_SCHEDULED})
 
 
@@ -55,13 +53,6 @@ def _queue():
 
 def _conflict(message: str) -> ApiError:
     return ApiError(409, "conflict", message)
-
-
-def _reason(body: dict[str, Any]) -> str:
-    reason = body.get("reason", "")
-    if not isinstance(reason, str) or len(reason) > 200:
-        raise bad_request("reason", "expected a string of at most 200 characters")
-    return reason.strip()
 
 
 # --- replay ------------------------------------------------------------------------------------
@@ -210,13 +201,13 @@ def cancel_one(triage_id: str, reason: str = "") -> dict[str, Any]:
 
 @bp.delete("/triages/<triage_id>")
 def cancel(triage_id: str):
-    return jsonify(cancel_one(triage_id, _reason(json_body())))
+    return jsonify(cancel_one(triage_id, reason_of(json_body())))
 
 
 @bp.post("/triages/bulk-cancel")
 def bulk_cancel():
     body = json_body(required=True)
-    reason = _reason(body)
+    reason = reason_of(body)
     targets = _targets({k: v for k, v in body.items() if k != "reason"})
     return jsonify(_each(targets, lambda t: cancel_one(t, reason)["status"], "status"))
 
@@ -274,47 +265,3 @@ def reset_idempotency(triage_id: str):
     forgotten = store().forget_claims(triage_id, delivery, event_key, record.get("run_id"))
     ledger().record(triage_id, EventType.IDEMPOTENCY_RESET, f"claims forgotten: {', '.join(forgotten) or 'none'}")
     return jsonify(id=triage_id, forgotten=forgotten)
-
-
-# --- the automatic-retry switch ------------------------------------------------------------------------
-
-
-def _schedule_glob(body: dict[str, Any], default: str | None) -> str | None:
-    schedule = body.get("schedule", default)
-    if schedule is not None and (not isinstance(schedule, str) or not schedule.strip() or len(schedule) > 200):
-        raise bad_request("schedule", "expected a schedule name or glob (at most 200 characters)")
-    return schedule.strip() if schedule else schedule
-
-
-@bp.post("/retries/pause")
-def pause():
-    body = json_body(required=True)
-    schedule = _schedule_glob(body, "*")
-    if ("until" in body) == ("for_seconds" in body):
-        raise bad_request("body", 'expected exactly one of "until" or "for_seconds"')
-    if "for_seconds" in body:
-        n = body["for_seconds"]
-        if isinstance(n, bool) or not isinstance(n, int | float) or not 1 <= n <= MAX_PAUSE_SECONDS:
-            raise bad_request("for_seconds", f"expected seconds from 1 to {MAX_PAUSE_SECONDS}")
-        until = time.time() + n
-    else:
-        if not isinstance(body["until"], str):
-            raise bad_request("until", "expected an ISO 8601 time")
-        until = parse_time("until", body["until"])
-        if not time.time() < until <= time.time() + MAX_PAUSE_SECONDS:
-            raise bad_request("until", "expected a time in the next 30 days")
-    made = Pauses(store().redis).pause(schedule or "*", until, _reason(body))
-    return jsonify(pause=made.to_dict(), pauses=[p.to_dict() for p in Pauses(store().redis).all()])
-
-
-@bp.post("/retries/resume")
-def resume():
-    body = json_body()
-    ended = Pauses(store().redis).resume(_schedule_glob(body, None))
-    return jsonify(resumed=ended, pauses=[p.to_dict() for p in Pauses(store().redis).all()])
-
-
-@bp.get("/retries/pauses")
-def pauses():
-    return jsonify(pauses=[p.to_dict() for p in Pauses(store().redis).all()])
-

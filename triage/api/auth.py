@@ -127,3 +127,11 @@ def json_body(required: bool = False) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise bad_request("body", "expected a JSON object")
     return doc
+
+
+def reason_of(body: dict[str, Any]) -> str:
+    """An operator's free-text ``reason`` (shown in Slack and the timeline), bounded."""
+    reason = body.get("reason", "")
+    if not isinstance(reason, str) or len(reason) > 200:
+        raise bad_request("reason", "expected a string of at most 200 characters")
+    return reason.strip()
