@@ -146,6 +146,24 @@ class JobPolicy:
 
 
 @dataclass(frozen=True)
+class Retention:
+    """How long what Redis remembers is kept, and how many entries its indexes list (``triage.keyspace``)."""
+
+    record_days: int = policy("retention.record_days", whole(1))
+    max_triages: int = policy("retention.max_triages", whole(1))
+    node_history_days: int = policy("retention.node_history_days", whole(1))
+    max_nodes: int = policy("retention.max_nodes", whole(1))
+
+    @property
+    def record_seconds(self) -> int:
+        return self.record_days * 86_400
+
+    @property
+    def node_history_seconds(self) -> int:
+        return self.node_history_days * 86_400
+
+
+@dataclass(frozen=True)
 class WebhookSettings:
     verification: Verification | None = None  # None: neither secret nor token set (the web refuses to start)
     secret: str | None = None
@@ -264,9 +282,9 @@ class LedgerSettings:
     """How long the triage timeline (``triage.ledger``) is kept, and how much of it: its keys expire
     and its lists are capped, so the operations API never grows Redis without bound."""
 
-    retention_days: int = policy("ledger.retention_days", whole(1))
-    max_events: int = policy("ledger.max_events", whole(10))  # events kept per triage (the oldest fall off)
-    max_calls: int = policy("ledger.max_calls", whole(10))  # Paradime/Slack calls kept per triage
+    retention_days: int = policy("retention.ledger_days", whole(1))
+    max_events: int = policy("retention.max_events_per_triage", whole(10))  # the oldest fall off
+    max_calls: int = policy("retention.max_calls_per_triage", whole(10))  # Paradime/Slack calls
 
     @property
     def ttl_seconds(self) -> int:
@@ -282,6 +300,7 @@ class Settings:
     slack: SlackSettings
     rules_files: tuple[Path, ...]
     jobs: JobPolicy = JobPolicy()
+    retention: Retention = Retention()
     admin_token: str | None = None
     read_token: str | None = None  # TRIAGE_READ_TOKEN: the operations API's GET endpoints only
     ledger: LedgerSettings = LedgerSettings()
@@ -396,6 +415,7 @@ def load_settings(environ: Mapping[str, str] | None = None, path: str | Path | N
         redis_url=redis_url,
         retry=from_policy(RetryPolicy, doc),
         jobs=from_policy(JobPolicy, doc),
+        retention=from_policy(Retention, doc),
         webhook=_webhook_settings(doc, environ),
         paradime=from_policy(ParadimeSettings, doc, endpoint=_env(environ, "PARADIME_API_ENDPOINT"),
                              api_key=_env(environ, "PARADIME_API_KEY"),

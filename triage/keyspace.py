@@ -30,9 +30,9 @@ key                                     owner                      kept
 ``bt:node:<unique id>`` (hash)          ``history.History``        ``history.TTL``
 ``bt:nodes`` (zset)                     ``history.History``        newest ``history.INDEX_MAX``
 ``bt:node-<event>:<node>:<run>``        ``history.History``        ``history.TTL``
-``bt:ledger:<tid>:events`` (stream)     ``ledger.Ledger``          ``ledger.retention_days``, capped
+``bt:ledger:<tid>:events`` (stream)     ``ledger.Ledger``          ``retention.ledger_days``, cap
 ``bt:ledger:<tid>:<part>``              ``ledger.Ledger``          calls, trace, children: same
-``bt:ledger:run:<run>`` (zset)          ``ledger.Ledger``          ``ledger.retention_days``, capped
+``bt:ledger:run:<run>`` (zset)          ``ledger.Ledger``          ``retention.ledger_days``, cap
 ``bt:ledger:pauses`` (hash)             ``pauses.Pauses``          until its last pause ends
 ======================================  =========================  ===============================
 

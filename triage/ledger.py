@@ -7,10 +7,9 @@ retry sent, Slack posted, re-check scheduled, failed …), the calls made to Par
 their status and duration, and where the time went (``execution_trace``).
 
 Every key of the ledger is named in ``triage.keyspace`` and reached through :class:`Keys`, under
-``bt:ledger:``, and every one is
-bounded twice: it expires ``ledger.retention_days`` after its last write, and lists are capped
-(``ledger.max_events`` events, ``ledger.max_calls`` calls per triage; the index of a run's triages
-and a triage's replays are capped too)::
+``bt:ledger:``, and every one is bounded twice: it expires ``retention.ledger_days`` after its last
+write, and lists are capped (``retention.max_events_per_triage`` events and
+``retention.max_calls_per_triage`` calls per triage; a run's triages and a triage's replays too)::
 
     bt:ledger:<tid>:events     stream   the timeline; stream ids are the event ids (SSE ``id:``)
     bt:ledger:<tid>:calls      list     {service, operation, status, ms, at}, newest last

@@ -35,9 +35,9 @@ def build(settings: Settings) -> Context:
     ledger.install(book := Ledger(redis, settings.ledger))  # the clients record their calls in it
     return Context(
         ledger=book,
-        history=History(redis),
+        history=History(redis, settings.retention.node_history_seconds, settings.retention.max_nodes),
         settings=settings,
-        store=Store(redis, settings.webhook.dedup_ttl_seconds),
+        store=Store(redis, settings.webhook.dedup_ttl_seconds, settings.retention),
         queue=broker.queue(redis, settings.queue_name),
         paradime=ParadimeClient(settings.paradime, backoff_base=settings.paradime.retry_base_seconds),
         slack=SlackNotifier(settings.slack),
