@@ -40,6 +40,7 @@ from redis.exceptions import RedisError
 
 from triage import keyspace, logs
 from triage.config import LedgerSettings
+from triage.models import Decision, Evidence
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +195,18 @@ class Ledger:
         self.record(triage_id, EventType.RECEIVED, f"{triggered_by}: {what}", triggered_by=triggered_by, **data)
         self.record(triage_id, EventType.QUEUED, "triage job queued")
         self.link_run(run_id, triage_id)
+
+    def evidence(self, triage_id: str, evidence: Evidence) -> None:
+        """What the evidence gathering found: its notes (which artifact was used), then each failure's verdict."""
+        self.record(triage_id, EventType.ARTIFACT_FETCHED, "evidence gathered", notes=evidence.notes[:10],
+                    adapter=evidence.adapter)
+        self.record(triage_id, EventType.CLASSIFIED, f"{len(evidence.failures)} failure(s) classified",
+                    failures=[[f.node or f.command, f.classification.verdict, f.classification.category]
+                              for f in evidence.failures[:50]])
+
+    def decided(self, triage_id: str, decision: Decision) -> None:
+        self.record(triage_id, EventType.DECIDED, f"{decision.action}: {decision.reason}", action=decision.action,
+                    reason_code=str(decision.code), attempt=decision.attempt, backoff=decision.backoff_seconds)
 
     def call(self, triage_id: str | None, call: Call) -> None:
         """Record one call to Paradime or Slack, and add its time to the triage's trace."""

@@ -198,18 +198,14 @@ def _triage(ctx: Context, triage_id: str, ev: WebhookEvent, check: int) -> dict[
     except ArtifactsNotReady as exc:
         return _again(ctx, triage_id, ev, check, str(exc))
 
-    ctx.ledger.record(triage_id, EventType.ARTIFACT_FETCHED, "evidence gathered", notes=evidence.notes[:10])
-    ctx.ledger.record(triage_id, EventType.CLASSIFIED, f"{len(evidence.failures)} failure(s) classified",
-                      failures=[[f.node or f.command, f.classification.verdict, f.classification.category]
-                                for f in evidence.failures[:50]])
+    ctx.ledger.evidence(triage_id, evidence)
     ctx.store.advance(triage_id, TriageStatus.DECIDING)
     nodes = [f.node for f in evidence.failures if f.node]
     history = ctx.history.get(nodes)
     decision = decide(evidence, link.attempt, ctx.settings.retry, ev.schedule_name or _story_schedule(ctx, link),
                       history)
     decision = pauses.hold(ctx.store.redis, decision, ev.schedule_name or _story_schedule(ctx, link))
-    ctx.ledger.record(triage_id, EventType.DECIDED, f"{decision.action}: {decision.reason}", action=decision.action,
-                      reason_code=str(decision.code), attempt=decision.attempt, backoff=decision.backoff_seconds)
+    ctx.ledger.decided(triage_id, decision)
     ctx.history.record_failures(run_id, evidence.failures)
     log.info("run %s (attempt %d of chain %s): %s — %s", run_id, link.attempt, link.origin, decision.action,
               decision.reason)
@@ -278,8 +274,7 @@ def _schedule_retry(ctx: Context, triage_id: str, run_id: int, link: ChainLink, 
         log.info("retry %d of run %s scheduled in %gs", decision.attempt, run_id, decision.backoff_seconds)
     else:
         ctx.queue.enqueue(broker.RETRY_JOB, *args, **kwargs)
-    ctx.ledger.record(triage_id, EventType.RETRY_SCHEDULED, f"{decision.action} of run {run_id} in "
-                      f"{decision.backoff_seconds:g}s", job_id=job_id, due_at=time.time() + decision.backoff_seconds)
+    ctx.ledger.record(triage_id, EventType.RETRY_SCHEDULED, f"{decision.action} in {decision.backoff_seconds:g}s")
     return True
 
 
