@@ -218,3 +218,19 @@ def test_idempotency_key_reset_lets_the_same_webhook_be_triaged_again(ops, parad
     second = admin.ok("GET", f"/triages/{again.json()['triage_id']}")
     assert second["status"] == "done" and second["decision"]["reason_code"] == "deterministic"
     assert len(slack.top_level()) == 1, "the story's message is not posted twice"
+
+
+def test_reschedule_moves_a_pending_recheck(ops, paradime):
+    svc, admin, _ = ops
+    edit_policy(paradime={"recheck_seconds": [600]})
+    run_id = paradime.add_run("daily_orders", [dbt_run(MISSING)], state="RUNNING")
+    triage_id = paradime.deliver(run_id).json()["triage_id"]
+    svc.drain(until=lambda: status_of(svc, triage_id) == "waiting", idle=False)
+    waiting = admin.ok("GET", f"/triages/{triage_id}")
+    assert waiting["next_check_at"] is not None
+    paradime.set_state(run_id, "ERROR")
+    moved = admin.ok("POST", f"/triages/{triage_id}/reschedule", {"at": "2020-01-01T00:00:00Z"})
+    assert moved["job_id"] == f"triage-{triage_id}-check1"
+    svc.drain(until=lambda: status_of(svc, triage_id) == "done")
+    assert admin.ok("GET", f"/triages/{triage_id}")["decision"]["action"] == "none"
+    assert "rescheduled" in [e["type"] for e in admin.ok("GET", f"/triages/{triage_id}/events")["events"]]
