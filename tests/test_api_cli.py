@@ -31,6 +31,7 @@ def test_cli_lists_shows_follows_replays_pauses_and_cancels(ops, paradime, monke
     svc.drain()
     follower.join(20)
     assert not follower.is_alive(), "events --follow ends when the triage is final"
+    assert "received" in followed[0] and "decided" in followed[0] and "done" in followed[0]
 
     code, out, _ = _cli(capsys, "ls")
     assert code == 0 and out.splitlines()[0].split()[:3] == ["ID", "STATUS", "VERDICT"]

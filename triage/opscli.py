@@ -63,23 +63,38 @@ class Client:
         return doc
 
     def stream(self, triage_id: str) -> Iterator[dict[str, Any]]:
-        """The triage's events as they happen, until it is final (SSE)."""
-        with requests.get(f"{self.url}/api/v1/triages/{triage_id}/stream", headers=self._headers(), stream=True,
-                          timeout=(10, 120)) as resp:
-            if resp.status_code >= 400:
-                raise ApiFailure(resp.status_code, f"HTTP {resp.status_code}: {resp.text[:200]}")
-            kind, data = None, []
-            for line in resp.iter_lines(decode_unicode=True):
-                if line.startswith("event:"):
-                    kind = line[6:].strip()
-                elif line.startswith("data:"):
-                    data.append(line[5:].strip())
-                elif line == "" and data:
-                    doc = json.loads("\n".join(data))
-                    if kind == "end":
-                        return
-                    yield doc
-                    kind, data = None, []
+        """The triage's events as they happen, until it is final (SSE); a dropped connection is
+        resumed where it stopped (``Last-Event-ID``)."""
+        last: str | None = None
+        for _ in range(100):  # reconnections, each after the server's hour or a network cut
+            headers = self._headers() | ({"Last-Event-ID": last} if last else {})
+            try:
+                with requests.get(f"{self.url}/api/v1/triages/{triage_id}/stream", headers=headers, stream=True,
+                                  timeout=(10, 120)) as resp:
+                    if resp.status_code >= 400:
+                        raise ApiFailure(resp.status_code, f"HTTP {resp.status_code}: {resp.text[:200]}")
+                    for kind, event_id, doc in _messages(resp.iter_lines(decode_unicode=True)):
+                        if kind == "end":
+                            return
+                        last = event_id or last
+                        yield doc
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
+                continue
+
+
+def _messages(lines: Iterator[str]) -> Iterator[tuple[str | None, str | None, dict[str, Any]]]:
+    """(event type, id, data) of each SSE message; comments (heartbeats) skipped."""
+    kind, event_id, data = None, None, []
+    for line in lines:
+        if line.startswith("event:"):
+            kind = line[6:].strip()
+        elif line.startswith("id:"):
+            event_id = line[3:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].strip())
+        elif line == "" and data:
+            yield kind, event_id, json.loads("\n".join(data))
+            kind, event_id, data = None, None, []
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
