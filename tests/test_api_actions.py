@@ -234,3 +234,12 @@ def test_reschedule_moves_a_pending_recheck(ops, paradime):
     svc.drain(until=lambda: status_of(svc, triage_id) == "done")
     assert admin.ok("GET", f"/triages/{triage_id}")["decision"]["action"] == "none"
     assert "rescheduled" in [e["type"] for e in admin.ok("GET", f"/triages/{triage_id}/events")["events"]]
+
+
+def test_cancel_of_a_queued_triage_stops_its_job(ops, paradime, slack):
+    svc, admin, _ = ops
+    triage_id = paradime.deliver(failed_run(paradime, dbt_run(LOCK))).json()["triage_id"]
+    assert admin.ok("DELETE", f"/triages/{triage_id}")["status"] == "canceled"
+    svc.drain()
+    assert paradime.calls_of("boltRunStatus") == [] and slack.messages == []
+    assert status_of(svc, triage_id) == "canceled"

@@ -25,6 +25,8 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import current_app, jsonify
+from rq.exceptions import InvalidJobOperation
+from rq.job import JobStatus
 from rq.registry import ScheduledJobRegistry
 
 from triage import broker
@@ -162,8 +164,9 @@ def _unschedule(job_ids: list[str]) -> list[str]:
             continue
         if store().redis.zrem(registry.key, job_id):
             removed.append(job_id)
-        with contextlib.suppress(Exception):  # already canceled, finished or gone: nothing left to stop
-            job.cancel()
+        if job.get_status(refresh=False) in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
+            with contextlib.suppress(InvalidJobOperation):  # canceled meanwhile: nothing left to stop
+                job.cancel()
     return removed
 
 
