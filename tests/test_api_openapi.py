@@ -37,3 +37,22 @@ def test_every_route_is_documented_and_every_documented_operation_exists(ops):
                 assert op["x-required-role"] == "admin" and "403" in op["responses"]
     ids = [op["operationId"] for ops_ in doc["paths"].values() for op in ops_.values()]
     assert len(ids) == len(set(ids))
+
+
+def test_the_documented_triage_and_event_shapes_are_what_the_api_answers(ops, paradime):
+    from tests.test_pipeline import LOCK, dbt_run, failed_run
+
+    svc, _, read = ops
+    run_id = failed_run(paradime, dbt_run(LOCK))
+    triage_id = paradime.deliver(run_id).json()["triage_id"]
+    svc.drain()
+    schemas = read.ok("GET", "/openapi.json")["components"]["schemas"]
+    view = read.ok("GET", f"/triages/{triage_id}")
+    assert set(view) == set(schemas["Triage"]["properties"])
+    assert set(view["execution_trace"]) == set(schemas["Triage"]["properties"]["execution_trace"]["properties"])
+    assert set(view["failures"][0]) == set(schemas["Triage"]["properties"]["failures"]["items"]["properties"])
+    assert view["status"] in schemas["Triage"]["properties"]["status"]["enum"]
+    assert view["verdict"] in schemas["Triage"]["properties"]["verdict"]["enum"]
+    for event in read.ok("GET", f"/triages/{triage_id}/events")["events"]:
+        assert set(event) == set(schemas["Event"]["required"])
+        assert event["type"] in schemas["Event"]["properties"]["type"]["enum"]

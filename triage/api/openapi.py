@@ -12,6 +12,7 @@ from flask import jsonify
 
 from triage.api.auth import bp
 from triage.api.query import MAX_LIMIT, TriageFilter, TriggeredBy, Verdict
+from triage.ledger import EventType, Level
 from triage.lifecycle import TriageStatus
 
 _STR = {"type": "string"}
@@ -83,6 +84,45 @@ OPERATIONS: list[tuple[str, str, str, list[dict[str, Any]], dict[str, Any] | Non
 
 ERROR = {"type": "object", "required": ["error", "message", "request_id"],
          "properties": {"error": _STR, "message": _STR, "request_id": _STR}}
+_NSTR = {"type": ["string", "null"]}
+_NINT = {"type": ["integer", "null"]}
+TRIAGE = {"type": "object", "required": ["id", "status", "execution_trace"], "properties": {
+    "id": _STR, "status": {"type": "string", "enum": [t.value for t in TriageStatus]},
+    "verdict": {"type": ["string", "null"], "enum": [*(v.value for v in Verdict), None]},
+    "attempt": _INT, "run_id": _NINT, "schedule_name": _NSTR,
+    "triggered_by": {"type": "string", "enum": [t.value for t in TriggeredBy]}, "parent_triage_id": _NSTR,
+    "event": {"type": ["object", "null"]},
+    "decision": {"type": ["object", "null"], "properties": {"action": _STR, "reason_code": _NSTR, "text": _NSTR}},
+    "failures": {"type": "array", "items": {"type": "object", "properties": {
+        k: _NSTR for k in ("unique_id", "command", "verdict", "category", "rule", "excerpt", "source", "owner")}}},
+    "actions": {"type": "object", "properties": {"retry": {"type": ["object", "null"]},
+                                                 "slack": {"type": ["object", "null"]}}},
+    "chain": {"type": ["object", "null"], "properties": {"original_run_id": _INT, "attempt": _INT,
+                                                         "parent_run_id": _NINT}},
+    "error": _NSTR, **{k: {"type": ["string", "null"], "format": "date-time"}
+                       for k in ("received_at", "started_at", "finished_at", "next_check_at")},
+    "execution_trace": {"type": "object", "properties": {
+        k: _NINT for k in ("queue_wait", "paradime", "download", "classify", "slack", "total")}},
+}}
+EVENT = {"type": "object", "required": ["id", "triage_id", "type", "level", "message", "data", "at"],
+         "properties": {"id": _STR, "triage_id": _STR, "type": {"type": "string", "enum": [e.value for e in EventType]},
+                        "level": {"type": "string", "enum": [v.value for v in Level]}, "message": _STR,
+                        "data": _OBJ, "at": {"type": "number"}}}
+_REF = {"Triage": {"$ref": "#/components/schemas/Triage"}, "Event": {"$ref": "#/components/schemas/Event"}}
+#: Answers with a known shape (the others are documented by their summary).
+ANSWERS: dict[tuple[str, str], dict[str, Any]] = {
+    ("/api/v1/triages", "get"): {"type": "object", "properties": {
+        "triages": {"type": "array", "items": _REF["Triage"]}, "next_cursor": _NSTR}},
+    ("/api/v1/triages/dead-letter", "get"): {"type": "object", "properties": {
+        "triages": {"type": "array", "items": _REF["Triage"]}, "next_cursor": _NSTR}},
+    ("/api/v1/triages/{triage_id}", "get"): _REF["Triage"],
+    ("/api/v1/triages/{triage_id}", "delete"): _REF["Triage"],
+    ("/api/v1/triages/{triage_id}/replay", "post"): _REF["Triage"],
+    ("/api/v1/triages/{triage_id}/events", "get"): {"type": "object", "properties": {
+        "events": {"type": "array", "items": _REF["Event"]}}},
+    ("/api/v1/triages/{triage_id}/children", "get"): {"type": "object", "properties": {
+        "triages": {"type": "array", "items": _REF["Triage"]}}},
+}
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -105,7 +145,8 @@ def document() -> dict[str, Any]:
             "summary": summary,
             "operationId": _operation_id(method, path),
             "parameters": params,
-            "responses": {str(status): {"description": "success", "content": {kind: {"schema": _OBJ}}},
+            "responses": {str(status): {"description": "success",
+                                        "content": {kind: {"schema": ANSWERS.get((path, method), _OBJ)}}},
                           "400": _error("a parameter or the body is invalid (the message names it)"),
                           "401": _error("missing or wrong token"),
                           "404": _error("not found, or the API is off (no token configured)")},
@@ -124,7 +165,7 @@ def document() -> dict[str, Any]:
         "servers": [{"url": "/"}],
         "security": [{"bearerAuth": []}],
         "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
-                       "schemas": {"Error": ERROR}},
+                       "schemas": {"Error": ERROR, "Triage": TRIAGE, "Event": EVENT}},
         "paths": paths,
     }
 
