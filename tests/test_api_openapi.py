@@ -56,3 +56,19 @@ def test_the_documented_triage_and_event_shapes_are_what_the_api_answers(ops, pa
     for event in read.ok("GET", f"/triages/{triage_id}/events")["events"]:
         assert set(event) == set(schemas["Event"]["required"])
         assert event["type"] in schemas["Event"]["properties"]["type"]["enum"]
+
+
+def test_every_operation_needs_a_token_and_every_mutation_the_admin_one(ops):
+    from triage.api.openapi import OPERATIONS
+
+    _, admin, read = ops
+    for path, method, _summary, _params, _body, _status, admin_only in OPERATIONS:
+        concrete = path.removeprefix("/api/v1").replace("{triage_id}", "tr_0123456789abcdef").replace(
+            "{run_id}", "42")
+        assert admin.request(method.upper(), concrete, token=None).status_code == 401, (method, path)
+        assert admin.request(method.upper(), concrete, token="x" * 20).status_code == 401, (method, path)
+        as_reader = read.request(method.upper(), concrete, json={} if method != "get" else None)
+        if admin_only:
+            assert as_reader.status_code == 403, (method, path)
+        else:
+            assert as_reader.status_code in (200, 404), (method, path, as_reader.status_code)
