@@ -252,13 +252,13 @@ def _schedule_retry(ctx: Context, triage_id: str, run_id: int, link: ChainLink, 
                     schedule_name: str | None) -> bool:
     """Enqueue ``perform_retry`` once per run (a fixed job id; the mutation itself is guarded too).
 
-    True when a retry job of this triage will run (scheduled now, or by an earlier attempt of this
-    same triage); False when the run's retry was already issued, claimed or scheduled by another
-    triage (a replay): then nobody will retry it again, and this triage ends without a retry."""
+    True when a retry job of this triage ends it (scheduled now, or by an earlier attempt of this same
+    triage, whatever it has done since); False when the run's retry belongs to another triage (a
+    replay of a run already retried): nobody retries it again, and this triage ends without a retry."""
     job_id = f"retry-{run_id}"
     guard, existing = ctx.store.retries.state(run_id), ctx.queue.fetch_job(job_id)
     if guard or existing is not None:
-        mine = not guard and existing is not None and existing.args[0] == triage_id
+        mine = existing is not None and existing.args[0] == triage_id  # that job ends this triage
         said = str(guard) if guard else "scheduled"
         log.info("retry of run %s already scheduled or issued (%s)", run_id, said)
         ctx.ledger.record(triage_id, EventType.RETRY_SCHEDULED if mine else EventType.RETRY_NOT_SCHEDULED,
