@@ -243,3 +243,21 @@ def test_cancel_of_a_queued_triage_stops_its_job(ops, paradime, slack):
     svc.drain()
     assert paradime.calls_of("boltRunStatus") == [] and slack.messages == []
     assert status_of(svc, triage_id) == "canceled"
+
+
+def test_a_paused_retry_mentions_the_failed_nodes_owners(ops, paradime, slack):
+    svc, admin, _ = ops
+    edit_policy(slack={"owners": {"ana@shop.io": "U0ANA0001"}})
+    admin.ok("POST", "/retries/pause", {"for_seconds": 600, "reason": "Snowflake incident"})
+    command = dbt_run(LOCK)
+    command.artifacts["target/manifest.json"] = {
+        "metadata": {"dbt_schema_version": "https://schemas.getdbt.com/dbt/manifest/v12.json"},
+        "nodes": {"model.shop.stg_orders": {"unique_id": "model.shop.stg_orders", "resource_type": "model",
+                                            "config": {"meta": {"owner": "ana@shop.io"}}}},
+        "groups": {}}
+    paradime.deliver(failed_run(paradime, command))
+    svc.drain()
+    [message] = slack.top_level()
+    assert "Not retrying: automatic retries paused (Snowflake incident) until" in message.text
+    assert "<@U0ANA0001>" in message.text
+    assert paradime.calls_of("retryBoltRun") == []
