@@ -44,10 +44,14 @@ from typing import Any
 
 import yaml
 
+from triage.codes import Code, CodeKind, code_matches, configured_limit, extract
 from triage.errors import ConfigError
 from triage.models import Classification
 
-VERDICTS: tuple[str, ...] = ("transient", "deterministic")
+VERDICTS: tuple[str, ...] = ("transient", "conditional", "deterministic")
+
+#: How much a verdict weighs when several rules match one message: the most cautious one wins.
+SEVERITY: dict[str, int] = {"deterministic": 0, "conditional": 1, "transient": 2}
 
 #: Allowed categories per verdict. ``resource_limit`` exists on both sides: a full queue clears on
 #: its own (transient), a bytes-billed guard or a memory limit for the query's shape does not.
@@ -74,6 +78,8 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
         "dependency",
     ),
 }
+#: A conditional failure is load or the query itself: the transient categories, judged with one retry.
+CATEGORIES["conditional"] = CATEGORIES["transient"]
 
 #: Adapters that produce the same error texts, folded onto one name.
 ADAPTER_ALIASES: dict[str, str] = {
@@ -90,11 +96,15 @@ DEFAULT_RULES_PATH = Path(__file__).resolve().parent / "defaults" / "rules.yaml"
 #: Longest excerpt we keep: enough for a Slack line, short enough not to leak a whole log.
 EXCERPT_LIMIT = 240
 
+#: Codes are looked for in the first 200 kB of a message (a log excerpt may be long; codes come early).
+CODE_SCAN_LIMIT = 200_000
+
 #: run_results resource types whose ``fail`` status means "the data test found rows".
 TEST_RESOURCE_TYPES = frozenset({"test", "unit_test"})
 
-_RULE_KEYS = ("name", "adapters", "pattern", "verdict", "category", "max_retries", "description", "enabled")
-_REQUIRED_KEYS = ("name", "pattern", "verdict", "category")
+_RULE_KEYS = ("name", "adapters", "pattern", "kind", "codes", "verdict", "category", "max_retries", "description",
+              "source", "enabled")
+_REQUIRED_KEYS = ("name", "verdict", "category")
 _NAME_RE = re.compile(r"[a-z][a-z0-9_]*")
 
 
@@ -112,19 +122,54 @@ def normalize_adapter(name: str | None) -> str | None:
 
 @dataclass(frozen=True)
 class Rule:
-    """One compiled rule. ``adapters`` is empty when the rule applies to every adapter."""
+    """One compiled rule: a phrase (``pattern``) or a code table entry (``kind`` + ``codes``).
+
+    ``adapters`` is empty when the rule applies to every adapter; ``source`` names the vendor page or
+    connector file the entry was taken from, so a reader can check it (and ``triage classify`` shows it).
+    """
 
     name: str
     verdict: str
     category: str
-    pattern: re.Pattern[str]
+    pattern: re.Pattern[str] | None = None
     adapters: frozenset[str] = frozenset()
     max_retries: int | None = None
     description: str = ""
+    kind: CodeKind | None = None
+    codes: tuple[str, ...] = ()
+    source: str = ""
 
     def applies_to(self, adapter: str | None) -> bool:
         """True when the rule may fire for this (already normalised) adapter; unknown adapter = all fire."""
         return not self.adapters or adapter is None or adapter in self.adapters
+
+    def find(self, text: str, found: _Codes) -> tuple[int, int, str | None] | None:
+        """Where the rule matches ``text`` (start, end, the code matched), or None."""
+        if self.kind is not None:
+            code = found.first(self.kind, self.codes)
+            return (code.start, code.end, str(code)) if code else None
+        assert self.pattern is not None
+        match = self.pattern.search(text)
+        return (match.start(), match.end(), None) if match else None
+
+
+class _Codes:
+    """The codes of one message, extracted once per kind on first use."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self._by_kind: dict[CodeKind, dict[str, Code]] = {}
+
+    def first(self, kind: CodeKind, listed: tuple[str, ...]) -> Code | None:
+        if kind not in self._by_kind:
+            table: dict[str, Code] = {}
+            for code in extract(self.text[:CODE_SCAN_LIMIT], frozenset({kind})):
+                table.setdefault(code.value, code)
+            self._by_kind[kind] = table
+        table = self._by_kind[kind]
+        hits = [table[c] for c in listed if not c.endswith("*") and c in table]
+        hits += [code for c in listed if c.endswith("*") for v, code in table.items() if code_matches(v, c)]
+        return min(hits, key=lambda c: c.start) if hits else None
 
 
 @dataclass(frozen=True)
@@ -159,21 +204,23 @@ def classify(
     """Judge one failure message (see the module docstring for precedence and adapter handling)."""
     text = message or ""
     family = normalize_adapter(adapter)
-    first_transient: tuple[Rule, re.Match[str]] | None = None
-    for rule in rules.rules:
+    found = _Codes(text)
+    best: tuple[tuple[int, int, int], Rule, tuple[int, int, str | None]] | None = None
+    for index, rule in enumerate(rules.rules):
         if not rule.applies_to(family):
             continue
-        match = rule.pattern.search(text)
-        if match is None:
+        hit = rule.find(text, found)
+        if hit is None:
             continue
-        if rule.verdict == "deterministic":
-            return _classification(rule, text, match, source)  # one is enough: never retry this
-        if first_transient is None:
-            first_transient = (rule, match)
-    if first_transient is not None:
-        rule, match = first_transient
-        return _classification(rule, text, match, source)
-    return Classification(verdict="unknown", category="unknown", excerpt=_first_line(text), source=source)
+        rank = (SEVERITY[rule.verdict], 0 if rule.kind is not None else 1, index)
+        if best is None or rank < best[0]:
+            best = (rank, rule, hit)
+        if rank[:2] == (0, 0):
+            break  # a deterministic code: nothing can outrank it
+    if best is not None:
+        return _classification(best[1], text, best[2], source)
+    return Classification(verdict="unknown", category="unknown", excerpt=_first_line(text), source=source,
+                          code=_first_code(text))
 
 
 def classify_node(
@@ -227,15 +274,26 @@ def excerpt_around(text: str, start: int, end: int, limit: int = EXCERPT_LIMIT) 
     return head + line[start - left : end + right] + tail
 
 
-def _classification(rule: Rule, text: str, match: re.Match[str], source: str) -> Classification:
+def _classification(rule: Rule, text: str, hit: tuple[int, int, str | None], source: str) -> Classification:
+    start, end, code = hit
+    max_retries = 1 if rule.verdict == "conditional" else rule.max_retries
     return Classification(
         verdict=rule.verdict,
         category=rule.category,
         rule=rule.name,
-        excerpt=excerpt_around(text, match.start(), match.end()),
+        excerpt=excerpt_around(text, start, end),
         source=source,
-        max_retries=rule.max_retries,
+        max_retries=max_retries,
+        code=code or _first_code(text),
+        reference=rule.source,
+        limit=configured_limit(text) if rule.verdict in ("conditional", "transient") else None,
     )
+
+
+def _first_code(text: str) -> str | None:
+    """The first numeric-family code of a message (for display when no table entry used one)."""
+    codes = [c for c in extract(text[:CODE_SCAN_LIMIT]) if c.kind is not CodeKind.NAME]
+    return str(codes[0]) if codes else None
 
 
 def _first_line(text: str) -> str:
@@ -316,15 +374,46 @@ def _build_rule(item: Mapping[str, Any], where: str, name: str) -> Rule:
         allowed = ", ".join(CATEGORIES[verdict])
         raise ConfigError(f"{where}.category: {category!r} is not one of {allowed} (for a {verdict} rule)")
 
+    pattern, kind, codes = item.get("pattern"), item.get("kind"), item.get("codes")
+    if (pattern is None) == (codes is None):
+        raise ConfigError(f"{where}: give either 'pattern' (a phrase) or 'kind' and 'codes' (a code table entry)")
     return Rule(
         name=name,
         verdict=verdict,
         category=category,
-        pattern=_compile(item["pattern"], where),
+        pattern=_compile(pattern, where) if pattern is not None else None,
         adapters=_adapters(item.get("adapters"), where),
         max_retries=_max_retries(item.get("max_retries"), verdict, where),
         description=_description(item.get("description"), where),
+        kind=_kind(kind, where) if codes is not None else None,
+        codes=_codes(codes, where) if codes is not None else (),
+        source=_text(item.get("source"), f"{where}.source"),
     )
+
+
+def _kind(value: Any, where: str) -> CodeKind:
+    try:
+        return CodeKind(value)
+    except ValueError:
+        allowed = ", ".join(k.value for k in CodeKind)
+        raise ConfigError(f"{where}.kind: {value!r} is not one of {allowed} (required with 'codes')") from None
+
+
+def _codes(value: Any, where: str) -> tuple[str, ...]:
+    if isinstance(value, (str, int)):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(c, (str, int)) and str(c).strip()
+                                                            for c in value):
+        raise ConfigError(f"{where}.codes: must be a non-empty list of codes, e.g. ['40001', '08*']")
+    return tuple(str(c).strip() for c in value)
+
+
+def _text(value: Any, where: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: must be text")
+    return value.strip()
 
 
 def _compile(pattern: Any, where: str) -> re.Pattern[str]:
@@ -352,8 +441,10 @@ def _max_retries(value: Any, verdict: str, where: str) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ConfigError(f"{where}.max_retries: must be a whole number >= 0, got {value!r}")
-    if verdict != "transient":
+    if verdict == "deterministic":
         raise ConfigError(f"{where}.max_retries: only a transient rule can allow retries")
+    if verdict == "conditional" and value > 1:
+        raise ConfigError(f"{where}.max_retries: a conditional rule allows at most 1 retry")
     return value
 
 

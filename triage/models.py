@@ -71,12 +71,15 @@ class Command:
 class Classification:
     """A verdict on one failure message, with the evidence behind it."""
 
-    verdict: str  # "transient" | "deterministic" | "unknown"
+    verdict: str  # "transient" | "conditional" | "deterministic" | "unknown"
     category: str  # e.g. "connection", "lock_conflict", "sql_error", "unknown"
     rule: str | None = None  # name of the rule that matched, None for unknown
     excerpt: str = ""  # the part of the message the rule matched in
     source: str = ""  # "run_results" or "log"
-    max_retries: int | None = None  # a rule may cap the retries it deserves
+    max_retries: int | None = None  # a rule may cap the retries it deserves (a conditional one: 1)
+    code: str | None = None  # the machine code found, e.g. "sqlstate:40001", "clickhouse:202"
+    reference: str = ""  # where the rule's meaning comes from: a vendor page or a connector file
+    limit: str | None = None  # a configured limit the message names (statement_timeout, max_execution_time)
 
 
 @dataclass(frozen=True)
