@@ -212,15 +212,26 @@ def classify(
         hit = rule.find(text, found)
         if hit is None:
             continue
-        rank = (SEVERITY[rule.verdict], 0 if rule.kind is not None else 1, index)
+        rank = _rank(rule, index)
         if best is None or rank < best[0]:
             best = (rank, rule, hit)
-        if rank[:2] == (0, 0):
-            break  # a deterministic code: nothing can outrank it
     if best is not None:
         return _classification(best[1], text, best[2], source)
     return Classification(verdict="unknown", category="unknown", excerpt=_first_line(text), source=source,
                           code=_first_code(text))
+
+
+#: Generic code kinds: a vendor's own number or class says more than a SQLSTATE or an HTTP status.
+_GENERIC_KINDS = frozenset({CodeKind.SQLSTATE, CodeKind.HTTP})
+
+
+def _rank(rule: Rule, index: int) -> tuple[int, int, int, int]:
+    """Lower wins. Deterministic evidence first, whatever else matched (a wrong retry costs money);
+    then a vendor-specific code, a generic code (SQLSTATE, HTTP), a phrase; then the more cautious
+    verdict (conditional before transient); then file order."""
+    tier = 2 if rule.kind is None else (1 if rule.kind in _GENERIC_KINDS else 0)
+    deterministic = 0 if rule.verdict == "deterministic" else 1
+    return (deterministic, tier, SEVERITY[rule.verdict], index)
 
 
 def classify_node(

@@ -49,7 +49,7 @@ _EXTRACTORS: dict[CodeKind, tuple[re.Pattern[str], ...]] = {
     CodeKind.SNOWFLAKE: (
         re.compile(r"(?<![\d.])(\d{6}) \([0-9A-Z]{5}\)"),  # 000625 (57014): ...
         re.compile(r"(?<![\d.:-])(\d{6}): (?=[A-Z])"),  # 250001: Could not connect ...
-        re.compile(r"(?i)\b(?:error ?code|errno|code)[\s:=]+(\d{6})\b"),
+        re.compile(r"(?i)\b(?:error ?code|errno|code)[\s:=\"']+(\d{6})\b"),
     ),
     CodeKind.SQLSERVER: (
         re.compile(r"\((\d{2,5})\)\s*\(SQL\w+\)"),  # pyodbc: ... (1205) (SQLExecDirectW)
@@ -59,12 +59,14 @@ _EXTRACTORS: dict[CodeKind, tuple[re.Pattern[str], ...]] = {
         re.compile(r"(?i)\b(?:Error Number|ErrorCode|Error code|Number)[\s:=]+(\d{2,5})\b"),
         re.compile(r"(?i)\b(?:Database|Server|Resource ID)[^\n]{0,160}?\bError (\d{5})\b"),
         re.compile(r"(?i)\bError (4\d{4}|1092[89]|4991[89]|49920)\b"),  # Azure's 5-digit service errors
+        re.compile(r"(?m)^\s*(4\d{4}|1092[89]): (?=[A-Z])"),  # Azure docs' form: 40552: The session has ...
     ),
     CodeKind.MYSQL: (
         re.compile(r"\((\d{4}), ?[\"']"),  # PyMySQL / mysqlclient: (1213, 'Deadlock found ...')
         re.compile(r"\bERROR (\d{4}) \([0-9A-Z]{5}\)"),  # mysql CLI: ERROR 1205 (HY000): ...
         re.compile(r"(?<![\d(])(\d{4}) \([0-9A-Z]{5}\):"),  # mysql-connector: 1205 (HY000): ...
         re.compile(r"(?i)\bError (?:Code|number)?:? ?(\d{4})\b[^\n]{0,3}[.:]"),  # Error Code: 1213. / Error 1205:
+        re.compile(r"\bGeneral error: (\d{4}) "),  # PHP PDO: SQLSTATE[HY000]: General error: 1290 ...
     ),
     CodeKind.CLICKHOUSE: (
         re.compile(r"\bCode:\s*(\d{1,4})\b"),
@@ -80,8 +82,9 @@ _EXTRACTORS: dict[CodeKind, tuple[re.Pattern[str], ...]] = {
         re.compile(r"\b([45]\d\d) (?:Client|Server) Error\b"),
         re.compile(r"<Response \[(\d{3})\]>"),
         re.compile(r"\b([45]\d\d) (?:GET|POST|PUT|PATCH|DELETE|HEAD) https?://"),  # google-api-core
-        re.compile(r"(?i)\b([45]\d\d) (?:Service Unavailable|Bad Gateway|Gateway Time-?out|Too Many Requests|"
-                   r"Internal Server Error|Forbidden|Unauthorized|Not Found|Slow ?Down|Request Timeout)\b"),
+        re.compile(r"(?i)\b([2-5]\d\d) \(?(?:Accepted|Bad Request|Service Unavailable|Bad Gateway|"
+                   r"Gateway Time-?out|Too Many Requests|Internal Server Error|Forbidden|Unauthorized|"
+                   r"Not Found|Slow ?Down|Request Timeout)\b"),
     ),
     CodeKind.FUSION: (re.compile(r"\bdbt(\d{4})\b"),),
     CodeKind.NAME: (re.compile(r"[A-Za-z][A-Za-z0-9_]{2,}"),),
