@@ -50,6 +50,7 @@ class RetryPolicy:
     retry_unknown: bool = False
     retry_unknown_if_flaky: bool = False  # an unknown failure of a node known to be flaky gets its retry
     give_up_after_unrecovered: int = 3  # a node retried this often without ever recovering: stop (0 = never)
+    same_error_runs: int = 3  # same node, same error in this many previous runs, never recovered: stop (0 = off)
 
     def backoff_for(self, attempt: int) -> float:
         """Seconds to wait before automatic retry number ``attempt`` (1-based); the last value repeats."""
@@ -298,6 +299,7 @@ def _retry_policy(r: Mapping[str, Any]) -> RetryPolicy:
         retry_unknown=_bool(r, "retry_unknown", "retry"),
         retry_unknown_if_flaky=_bool(r, "retry_unknown_if_flaky", "retry"),
         give_up_after_unrecovered=_int(r, "give_up_after_unrecovered", "retry"),
+        same_error_runs=_int(r, "same_error_runs", "retry"),
     )
 
 

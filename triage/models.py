@@ -144,6 +144,11 @@ class Reason(str, Enum):
     NO_SCHEDULE = "no_schedule"
     INFRA_ONLY = "infra_only"
     TRANSIENT = "transient"
+    CONDITIONAL = "conditional"  # retrying once: load or the query itself
+    FAILED_SAME_ON_RETRY = "failed_same_on_retry"  # a conditional failure repeated on its retry
+    REPEATED_PREVIOUS_RUN = "repeated_previous_run"  # a conditional failure, as in the schedule's previous run
+    LIMIT_REPEATED = "limit_repeated"  # a configured limit (timeout, memory) hit again: deterministic now
+    SAME_ERROR_HISTORY = "same_error_history"  # same node, same error in the last K runs, never recovered
 
     def __str__(self) -> str:
         return self.value

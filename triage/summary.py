@@ -102,7 +102,8 @@ DETERMINISTIC_PHRASES = {
 UNKNOWN_PHRASES = {
     "unknown": ("failed with an error no rule recognises", "failed with errors no rule recognises"),
 }
-PHRASES = {"transient": TRANSIENT_PHRASES, "deterministic": DETERMINISTIC_PHRASES, "unknown": UNKNOWN_PHRASES}
+PHRASES = {"transient": TRANSIENT_PHRASES, "conditional": TRANSIENT_PHRASES, "deterministic": DETERMINISTIC_PHRASES,
+           "unknown": UNKNOWN_PHRASES}
 
 #: The far end of an infrastructure command, named instead of the warehouse.
 INFRA_TARGETS = {"dbt deps": ("the package hub", "package hub"), "git clone": ("the git host", "git host")}
@@ -111,7 +112,15 @@ NOUNS = {"model": "model", "test": "test", "seed": "seed", "snapshot": "snapshot
          "source": "source", "operation": "hook", "function": "function"}
 
 #: Failures that decide the verdict come first in the message.
-VERDICT_ORDER = {"deterministic": 0, "unknown": 1, "transient": 2}
+VERDICT_ORDER = {"deterministic": 0, "unknown": 1, "conditional": 2, "transient": 3}
+
+#: Decisions where history (not the message) stopped the retry: the headline says what repeated.
+HISTORY_REASONS = {
+    Reason.SAME_ERROR_HISTORY: "{detail}",
+    Reason.FAILED_SAME_ON_RETRY: "failed the same way on retry: likely not transient",
+    Reason.REPEATED_PREVIOUS_RUN: "failed the same way in the previous run of the schedule",
+    Reason.LIMIT_REPEATED: "hit its configured limit ({detail}) again, as in the previous run",
+}
 
 INCIDENT_NOUNS = {
     "connection": "connection failures", "timeout": "timeouts", "lock_conflict": "lock conflicts",
@@ -342,7 +351,10 @@ def _cause(decision: Decision, evidence: Evidence | None) -> str:
     failures = evidence.failures
     if decision.action in ("retry", "trigger"):
         if failures:
-            return describe_failures(failures, evidence.adapter)
+            cause = describe_failures(failures, evidence.adapter)
+            if decision.code is Reason.CONDITIONAL:
+                cause += " (one retry only: this may be the load or the query itself)"
+            return cause
         commands = ", ".join(f"`{c.command}`" for c in evidence.failed_commands[:3])
         return f"{commands} failed" if commands else decision.reason
     if evidence.state == "CANCELED":
@@ -353,6 +365,9 @@ def _cause(decision: Decision, evidence: Evidence | None) -> str:
     unknown = [f for f in failures if f.classification.verdict == "unknown"]
     if unknown and decision.code is Reason.UNRECOGNISED:
         return describe_failures(unknown, evidence.adapter)
+    if decision.code in HISTORY_REASONS and failures:
+        said = HISTORY_REASONS[decision.code].format(detail=decision.detail)
+        return f"{describe_failures(failures, evidence.adapter)}, and {said}"
     return _policy(decision)
 
 

@@ -197,10 +197,10 @@ def _triage(ctx: Context, triage_id: str, ev: WebhookEvent, check: int) -> dict[
 
     ctx.store.advance(triage_id, TriageStatus.DECIDING)
     nodes = [f.node for f in evidence.failures if f.node]
-    history = ctx.history.get(nodes)
-    decision = decide(evidence, link.attempt, ctx.settings.retry, ev.schedule_name or _story_schedule(ctx, link),
-                      history)
-    ctx.history.record_failures(run_id, evidence.failures)
+    schedule = ev.schedule_name or _story_schedule(ctx, link)
+    history = ctx.history.get(nodes, schedule=schedule, origin=link.origin)
+    decision = decide(evidence, link.attempt, ctx.settings.retry, schedule, history)
+    ctx.history.record_failures(run_id, evidence.failures, schedule=schedule, origin=link.origin)
     log.info("run %s (attempt %d of chain %s): %s — %s", run_id, link.attempt, link.origin, decision.action,
               decision.reason)
     _act(ctx, triage_id, ev, run_id, link, evidence, decision)
@@ -271,7 +271,7 @@ def _recovered(ctx: Context, run_id: int, link: ChainLink) -> dict[str, Any]:
     previous = link.parent if link.parent is not None else link.origin
     nodes, commands = _failed_in(ctx, previous)
     if link.via != "trigger":  # same code: the nodes that failed before now passed
-        ctx.history.record_recovery(run_id, nodes)
+        ctx.history.record_recovery(run_id, nodes, schedule=_story_schedule(ctx, link), origin=link.origin)
     story = ctx.store.update_story(link.origin, status="recovered", flaky_nodes=nodes)
     if nodes:
         more = f" and {len(nodes) - 10} more" if len(nodes) > 10 else ""
