@@ -143,14 +143,24 @@ class Rule:
         """True when the rule may fire for this (already normalised) adapter; unknown adapter = all fire."""
         return not self.adapters or adapter is None or adapter in self.adapters
 
-    def find(self, text: str, found: _Codes) -> tuple[int, int, str | None] | None:
-        """Where the rule matches ``text`` (start, end, the code matched), or None."""
+    def find(self, found: _Codes) -> tuple[str, int, int, str | None] | None:
+        """Where the rule matches the message: (the text matched in, start, end, the code), or None.
+
+        A phrase is tried on the message as it is, then with its line breaks unwrapped: dbt and the
+        connectors wrap long warehouse messages ("Resources exceeded during\nquery execution").
+        """
         if self.kind is not None:
             code = found.first(self.kind, self.codes)
-            return (code.start, code.end, str(code)) if code else None
+            return (found.text, code.start, code.end, str(code)) if code else None
         assert self.pattern is not None
-        match = self.pattern.search(text)
-        return (match.start(), match.end(), None) if match else None
+        for text in (found.text, found.unwrapped):
+            match = self.pattern.search(text)
+            if match:
+                return (text, match.start(), match.end(), None)
+        return None
+
+
+_WRAP = re.compile(r"[ \t]*\r?\n[ \t]*")
 
 
 class _Codes:
@@ -158,6 +168,7 @@ class _Codes:
 
     def __init__(self, text: str):
         self.text = text
+        self.unwrapped = _WRAP.sub(" ", text) if "\n" in text else text
         self._by_kind: dict[CodeKind, dict[str, Code]] = {}
 
     def first(self, kind: CodeKind, listed: tuple[str, ...]) -> Code | None:
@@ -205,18 +216,18 @@ def classify(
     text = message or ""
     family = normalize_adapter(adapter)
     found = _Codes(text)
-    best: tuple[tuple[int, int, int], Rule, tuple[int, int, str | None]] | None = None
+    best: tuple[tuple[int, int, int, int], Rule, tuple[str, int, int, str | None]] | None = None
     for index, rule in enumerate(rules.rules):
         if not rule.applies_to(family):
             continue
-        hit = rule.find(text, found)
+        hit = rule.find(found)
         if hit is None:
             continue
         rank = _rank(rule, index)
         if best is None or rank < best[0]:
             best = (rank, rule, hit)
     if best is not None:
-        return _classification(best[1], text, best[2], source)
+        return _classification(best[1], best[2], source)
     return Classification(verdict="unknown", category="unknown", excerpt=_first_line(text), source=source,
                           code=_first_code(text))
 
@@ -285,8 +296,8 @@ def excerpt_around(text: str, start: int, end: int, limit: int = EXCERPT_LIMIT) 
     return head + line[start - left : end + right] + tail
 
 
-def _classification(rule: Rule, text: str, hit: tuple[int, int, str | None], source: str) -> Classification:
-    start, end, code = hit
+def _classification(rule: Rule, hit: tuple[str, int, int, str | None], source: str) -> Classification:
+    text, start, end, code = hit
     max_retries = 1 if rule.verdict == "conditional" else rule.max_retries
     return Classification(
         verdict=rule.verdict,
