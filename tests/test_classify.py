@@ -164,7 +164,7 @@ def test_corpus_ambiguous_messages_do_not_crash(shipped: RuleSet) -> None:
         (
             "fatal: unable to access 'https://github.com/acme/dbt.git/': Could not resolve host: github.com",
             None,
-            "transient",
+            "conditional",
             "connection",
         ),
         # MySQL (no corpus entries)
