@@ -248,7 +248,14 @@ def test_unmatched_message_is_unknown() -> None:
     )
     assert (result.verdict, result.category, result.rule) == ("unknown", "unknown", None)
     assert result.source == "log"
-    assert result.excerpt == "Something odd happened"
+    assert result.excerpt == "Something odd happened more"
+
+
+def test_unknown_excerpt_is_the_error_not_its_header() -> None:
+    """Slack shows an unrecognised failure's excerpt: the warehouse's words, not "Encountered an error:"."""
+    message = "Encountered an error:\nRuntime Error\n  The frobnicator refused: quota 7 of 5"
+    result = classify(message, adapter=None, rules=RuleSet.from_dicts(PRECEDENCE_RULES))
+    assert (result.verdict, result.excerpt) == ("unknown", "The frobnicator refused: quota 7 of 5")
 
 
 def test_empty_message_is_unknown() -> None:

@@ -228,7 +228,7 @@ def classify(
             best = (rank, rule, hit)
     if best is not None:
         return _classification(best[1], best[2], source)
-    return Classification(verdict="unknown", category="unknown", excerpt=_first_line(text), source=source,
+    return Classification(verdict="unknown", category="unknown", excerpt=error_block(text), source=source,
                           code=_first_code(text))
 
 
@@ -316,6 +316,25 @@ def _first_code(text: str) -> str | None:
     """The first numeric-family code of a message (for display when no table entry used one)."""
     codes = [c for c in extract(text[:CODE_SCAN_LIMIT]) if c.kind is not CodeKind.NAME]
     return str(codes[0]) if codes else None
+
+
+#: Lines that only announce an error ("Encountered an error:", "Database Error in model x (path)"):
+#: alone in Slack they tell a human nothing, so an unknown failure shows the lines after them too.
+_HEADER_LINE = re.compile(
+    r"(?i)^(?:\S+\s+)?(?:Encountered an error(?: while [^:]*)?:|(?:Database|Runtime|Compilation|Parsing|Dependency)"
+    r" Error(?: in \w+ \S+(?: \([^)]*\))?)?:?|Failure in \w+ \S+(?: \([^)]*\))?|Completed with \d+ errors?.*)$")
+
+
+def error_block(text: str, limit: int = EXCERPT_LIMIT) -> str:
+    """The error itself for a human: the first lines that are not mere headers, joined, ``limit`` long.
+
+    Used where no rule matched, so there is no matched part to show: Slack then shows what the
+    warehouse said, not "Encountered an error:".
+    """
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    body = [line for line in lines if not _HEADER_LINE.match(line)] or lines
+    joined = " ".join(body)
+    return joined if len(joined) <= limit else joined[: limit - 1] + "…"
 
 
 def _first_line(text: str) -> str:
