@@ -15,7 +15,7 @@ A transient failure right after a deterministic one is not flaky evidence: the n
 last time, and a "timeout" now may well be the same bug showing differently. ``is_flaky`` says no
 for a node whose previous failure was deterministic.
 
-How it failed, run by run (``bt:node-runs:<schedule>:<unique_id>``, a list, newest first, at most
+How it failed, run by run (``bt:node-signatures:<schedule>:<unique_id>``, a list, newest first, at most
 ``RUNS_KEPT``): the run, the chain it belongs to (its ``origin``, the schedule's original run) and the
 *signature* of the error (``triage.codes.normalise``: literals, ids and numbers masked), so that
 ``triage.decide`` can tell "failed the same way in the previous run of the schedule" and "failed the
@@ -32,11 +32,11 @@ from dataclasses import dataclass
 
 from redis import Redis
 
+from triage import keyspace
 from triage.codes import normalise
 from triage.models import Failure
 
-KEY = "bt:node:{}"
-INDEX = "bt:nodes"  # sorted set: node -> last event time, for listing
+INDEX = keyspace.NODES  # sorted set: node -> last event time, for listing
 INDEX_MAX = 100_000  # nodes kept in the index (their own records expire with TTL)
 TTL = 90 * 24 * 3600
 
@@ -44,8 +44,6 @@ TTL = 90 * 24 * 3600
 MIN_RECOVERIES = 2
 MIN_SCORE = 0.5
 
-RUNS_KEY = "bt:node-runs:{}:{}"
-RECOVERED_KEY = "bt:node-recovered:{}:{}"
 RUNS_KEPT = 30  # failures remembered per schedule and node (a few chains of retries)
 
 
@@ -114,9 +112,9 @@ class History:
         scope = schedule or "-"
         pipe = self.redis.pipeline()
         for node in nodes:
-            pipe.hgetall(KEY.format(node))
-            pipe.lrange(RUNS_KEY.format(scope, node), 0, RUNS_KEPT - 1)
-            pipe.smembers(RECOVERED_KEY.format(scope, node))
+            pipe.hgetall(keyspace.node(node))
+            pipe.lrange(keyspace.node_signatures(scope, node), 0, RUNS_KEPT - 1)
+            pipe.smembers(keyspace.node_recovered(scope, node))
         replies = pipe.execute()
         out = {}
         for i, node in enumerate(nodes):
@@ -139,13 +137,13 @@ class History:
         how it failed under its schedule (see the module docstring)."""
         pipe = self.redis.pipeline()
         for f in failures:
-            if not f.node or not self.redis.set(f"bt:node-run:{f.node}:{run_id}", 1, nx=True, ex=TTL):
+            if not f.node or not self.redis.set(keyspace.node_event("run", f.node, run_id), 1, nx=True, ex=TTL):
                 continue
-            key = KEY.format(f.node)
+            key = keyspace.node(f.node)
             pipe.hincrby(key, "failures", 1)
             pipe.hincrby(key, f.classification.verdict, 1)
             pipe.hset(key, mapping={"last_verdict": f.classification.verdict, "last_run": run_id})
-            runs = RUNS_KEY.format(schedule or "-", f.node)
+            runs = keyspace.node_signatures(schedule or "-", f.node)
             mark = {"run": run_id, "origin": origin if origin is not None else run_id, "sig": signature(f)}
             pipe.lpush(runs, json.dumps(mark))
             pipe.ltrim(runs, 0, RUNS_KEPT - 1)
@@ -164,7 +162,7 @@ class History:
             return
         pipe = self.redis.pipeline()
         for node in set(nodes):
-            key = RECOVERED_KEY.format(schedule or "-", node)
+            key = keyspace.node_recovered(schedule or "-", node)
             pipe.sadd(key, origin)
             pipe.expire(key, TTL)
         pipe.execute()
@@ -172,8 +170,8 @@ class History:
     def _count(self, run_id: int, nodes: Iterable[str], field: str) -> None:
         pipe = self.redis.pipeline()
         for node in set(nodes):
-            if self.redis.set(f"bt:node-{field}:{node}:{run_id}", 1, nx=True, ex=TTL):
-                pipe.hincrby(KEY.format(node), field, 1)
+            if self.redis.set(keyspace.node_event(field, node, run_id), 1, nx=True, ex=TTL):
+                pipe.hincrby(keyspace.node(node), field, 1)
                 self._touch(pipe, node)
         pipe.execute()
 
@@ -185,7 +183,7 @@ class History:
 
     @staticmethod
     def _touch(pipe, node: str) -> None:
-        pipe.expire(KEY.format(node), TTL)
+        pipe.expire(keyspace.node(node), TTL)
         pipe.zadd(INDEX, {node: time.time()})
         pipe.zremrangebyrank(INDEX, 0, -INDEX_MAX - 1)  # bounded: the oldest fall off
         pipe.expire(INDEX, TTL)

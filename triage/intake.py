@@ -65,10 +65,7 @@ def receive(path_token: str | None = None):
                     "endpoint is used", redact_url(event.api_url))
 
     triage_id = new_triage_id()
-    keys = [f"event:{event.dedup_key}"]
     wid = delivery_id(request.headers)
-    if wid:
-        keys.insert(0, f"delivery:{wid[:200]}")
     store, queue, jobs = ctx["store"], ctx["queue"], settings.jobs
     job_id = f"triage-{triage_id}"
     record = {"status": TriageStatus.QUEUED, "received_at": time.time(), "event": event.to_dict(),
@@ -80,7 +77,7 @@ def receive(path_token: str | None = None):
         broker.enqueue_triage(queue, tid, event.to_dict(), jobs, job_id=jid, pipeline=pipe, description=description)
 
     try:
-        earlier = store.admit(keys, triage_id, record, enqueue)
+        earlier = store.admit(event.dedup_key, wid[:200] if wid else None, triage_id, record, enqueue)
         if earlier:
             again = store.get_triage(earlier) or {}
             if broker.job_alive(store.redis, again.get("job_id")):
