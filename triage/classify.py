@@ -299,11 +299,14 @@ def excerpt_around(text: str, start: int, end: int, limit: int = EXCERPT_LIMIT) 
 def _classification(rule: Rule, hit: tuple[str, int, int, str | None], source: str) -> Classification:
     text, start, end, code = hit
     max_retries = 1 if rule.verdict == "conditional" else rule.max_retries
+    # A code opens the vendor's message, which often goes on below it: keep the lines after it.
+    line_start = text.rfind("\n", 0, start) + 1
+    excerpt = error_block(text[line_start:]) if code else excerpt_around(text, start, end)
     return Classification(
         verdict=rule.verdict,
         category=rule.category,
         rule=rule.name,
-        excerpt=excerpt_around(text, start, end),
+        excerpt=excerpt,
         source=source,
         max_retries=max_retries,
         code=code or _first_code(text),

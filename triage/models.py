@@ -98,6 +98,7 @@ class Failure:
     owner: str | None = None  # from the manifest: config.meta.owner, meta.owner, group owner, tested node's
     tags: tuple[str, ...] = ()
     path: str | None = None  # the node's file, e.g. models/staging/stg_orders.sql
+    schedule_owner: str | None = None  # the Bolt schedule's owner: who is pinged when no node owner maps
 
 
 @dataclass

@@ -11,6 +11,7 @@ a re-check) is guarded by a claim in Redis, so repeating it changes nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -21,7 +22,7 @@ from rq import Callback, Retry
 from rq.exceptions import AbandonedJobError
 from rq.job import Job, get_current_job
 
-from triage import broker, logs
+from triage import broker, logs, schedules
 from triage.decide import decide
 from triage.errors import UpstreamError
 from triage.evidence import ArtifactsNotReady, gather
@@ -163,6 +164,8 @@ def _triage(ctx: Context, triage_id: str, ev: WebhookEvent, check: int) -> dict[
         if check < len(ctx.settings.paradime.recheck_seconds):
             return _again(ctx, triage_id, ev, check, f"run {run_id} is {status.state}")
         raise UpstreamError(f"run {run_id} still {status.state} after {check} re-checks", retryable=False)
+    if link is None and not ev.schedule_name:  # the documented payload names no schedule: ask Bolt
+        ev = dataclasses.replace(ev, schedule_name=schedules.name_of_run(ctx.paradime, run_id))
     pending = link is None and ev.schedule_name and ctx.store.retries.pending(ev.schedule_name)
     if pending and check < len(ctx.settings.paradime.recheck_seconds):
         # The retry mutation for this schedule is in flight: this run may be its result, not yet linked.
@@ -193,6 +196,7 @@ def _triage(ctx: Context, triage_id: str, ev: WebhookEvent, check: int) -> dict[
     ctx.store.advance(triage_id, TriageStatus.DECIDING)
     nodes = [f.node for f in evidence.failures if f.node]
     schedule = ev.schedule_name or _story_schedule(ctx, link)
+    evidence = schedules.with_schedule_owner(evidence, ctx.paradime, schedule, ctx.settings.slack.owners)
     history = ctx.history.get(nodes, schedule=schedule, origin=link.origin)
     decision = decide(evidence, link.attempt, ctx.settings.retry, schedule, history)
     ctx.history.record_failures(run_id, evidence.failures, schedule=schedule, origin=link.origin)
