@@ -345,3 +345,14 @@ def test_slack_preview_cli_refuses_unreadable_input(tmp_path):
     bad.write_text("rules: 3\n")
     proc = triage("slack-preview", BIG_SAMPLE, "--rules", bad)
     assert proc.returncode == 2 and "triage slack-preview:" in proc.stderr
+
+
+def test_flaky_is_said_only_of_nodes_that_meet_the_definition():
+    from triage.history import NodeHistory
+    from triage.summary import recovered_nodes_sentence
+
+    once = recovered_nodes_sentence(["model.shop.stg_orders"], [])
+    assert once == "stg_orders passed on retry"
+    flaky = NodeHistory("model.shop.stg_orders", retries=4, recoveries=3, last_verdict="transient")
+    both = recovered_nodes_sentence(["model.shop.stg_orders", "model.shop.stg_payments"], [flaky])
+    assert both == "stg_payments passed on retry; flaky: stg_orders recovered on 3 of 4 retries"

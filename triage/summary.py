@@ -28,7 +28,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slack_sdk.models.blocks import (
     Block,
@@ -42,6 +42,9 @@ from slack_sdk.models.blocks import (
 
 from triage.artifacts import scalar_text
 from triage.models import Decision, Evidence, Failure, Reason
+
+if TYPE_CHECKING:
+    from triage.history import NodeHistory
 
 RUN_LINK = "https://app.paradime.io/bolt/run_id/{run_id}"
 MAX_BLOCKS = 50
@@ -369,6 +372,20 @@ def _cause(decision: Decision, evidence: Evidence | None) -> str:
         said = HISTORY_REASONS[decision.code].format(detail=decision.detail)
         return f"{describe_failures(failures, evidence.adapter)}, and {said}"
     return _policy(decision)
+
+
+def recovered_nodes_sentence(nodes: Sequence[str], flaky: Sequence[NodeHistory]) -> str:
+    """What passed on the retry. "flaky" only for nodes that meet ``NodeHistory.is_flaky`` (several
+    recoveries, most retries recovered): one recovery is a recovery, not a pattern."""
+    flaky_names = {h.node for h in flaky}
+    plain = [_short_node(n) for n in nodes if n not in flaky_names]
+    parts = []
+    if plain:
+        more = f" and {len(plain) - 10} more" if len(plain) > 10 else ""
+        parts.append(f"{', '.join(plain[:10])}{more} passed on retry")
+    if flaky:
+        parts.append("flaky: " + ", ".join(h.describe() for h in flaky[:5]))
+    return "; ".join(parts)
 
 
 def verdict_line(decision: Decision, attempt_of_run: int, *, evidence: Evidence | None = None) -> tuple[str, str]:

@@ -37,7 +37,7 @@ from triage.models import (
 from triage.paradime import AmbiguousMutation
 from triage.routing import mentions_for
 from triage.store import ChainLink, RetryOutcome, Story
-from triage.summary import run_link, simple_message, verdict_line
+from triage.summary import recovered_nodes_sentence, run_link, simple_message, verdict_line
 from triage.webhook import STARTED, WebhookEvent
 from workers import context, notify
 from workers.context import Context
@@ -271,10 +271,10 @@ def _recovered(ctx: Context, run_id: int, link: ChainLink) -> dict[str, Any]:
     nodes, commands = _failed_in(ctx, previous)
     if link.via != "trigger":  # same code: the nodes that failed before now passed
         ctx.history.record_recovery(run_id, nodes, schedule=_story_schedule(ctx, link), origin=link.origin)
-    story = ctx.store.update_story(link.origin, status="recovered", flaky_nodes=nodes)
+    flaky = [h for h in ctx.history.get(nodes).values() if h.is_flaky]  # the documented definition only
+    story = ctx.store.update_story(link.origin, status="recovered", flaky_nodes=[h.node for h in flaky])
     if nodes:
-        more = f" and {len(nodes) - 10} more" if len(nodes) > 10 else ""
-        sentence = f"Recovered on retry {link.attempt} — flaky: {', '.join(n.split('.')[-1] for n in nodes[:10])}{more}"
+        sentence = f"Recovered on retry {link.attempt} — " + recovered_nodes_sentence(nodes, flaky)
     else:
         what = ", ".join(f"`{c}`" for c in commands) or "the failed commands"
         sentence = f"Recovered on retry {link.attempt} — {what} failed transiently"
