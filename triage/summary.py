@@ -374,6 +374,13 @@ def _cause(decision: Decision, evidence: Evidence | None) -> str:
     return _policy(decision)
 
 
+def _said(reason: str, sentence: str) -> bool:
+    """True when the verdict line already says ``reason`` (a policy reason becomes the headline itself)."""
+    def words(text: str) -> str:
+        return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+    return bool(reason) and words(reason) in words(sentence)
+
+
 def recovered_nodes_sentence(nodes: Sequence[str], flaky: Sequence[NodeHistory]) -> str:
     """What passed on the retry. "flaky" only for nodes that meet ``NodeHistory.is_flaky`` (several
     recoveries, most retries recovered): one recovery is a recovery, not a pattern."""
@@ -492,9 +499,11 @@ def triage_message(schedule: str | None, evidence: Evidence, decision: Decision 
         _context(_run_facts(evidence, attempt_of_run, origin, branch, commit)),
         _section(f"*{escape(_one_line(sentence, MAX_SECTION - 10))}*"),
     ]
-    if decision is not None:
+    if decision is not None and not _said(decision.reason, sentence):  # never the same sentence twice
         why = f"why: {escape(decision.reason)}" + (f" · next: retry {decision.attempt}" if decision.attempt else "")
         blocks.append(_context(why))
+    elif decision is not None and decision.attempt:
+        blocks.append(_context(f"next: retry {decision.attempt}"))
     if cc:
         blocks.append(_section(cc))
 
