@@ -1,17 +1,22 @@
-"""Rule engine: is a failed dbt node's message transient (worth a retry) or deterministic (not)?
+"""Rule engine: is a failed dbt node's message transient, conditional or deterministic?
 
 The rules are data, not code: ``triage/defaults/rules.yaml`` ships with the product and a site may layer its
-own file on top, so a data engineer can read, fix and extend them without a release. Each rule is a
-Python regex with a verdict (``transient`` | ``deterministic``), a category and an optional cap on
-the retries it deserves.
+own file on top, so a data engineer can read, fix and extend them without a release. A rule is a
+*code table entry* (``kind`` + ``codes``: SQLSTATEs, vendor numbers, error classes, HTTP statuses, found
+by ``triage.codes``) or a *phrase* (a Python regex), with a verdict (``transient`` | ``conditional`` |
+``deterministic``), a category, an optional cap on the retries it deserves and the ``source`` its
+meaning comes from. Codes come first because a vendor's code means the same thing in every wording
+and wrapper; phrases cover what carries no code.
 
-Precedence
-    1. Deterministic evidence beats transient evidence in the same message. A message that shows a
+Precedence (``_rank``)
+    1. Deterministic evidence beats everything else in the same message. A message that shows a
        lock wait *and* a syntax error fails again once the lock clears: retrying it burns warehouse
        money and hides the real bug, so one deterministic match is enough to refuse the retry.
-    2. Among matches of the same verdict the first rule in file order wins: it names the rule, the
-       category and the retry cap reported. Specific rules therefore sit above generic ones.
-    3. A message no rule matches is ``Classification(verdict="unknown", category="unknown")``.
+    2. Then a vendor's own code or class beats a generic SQLSTATE or HTTP status, which beats a
+       phrase: ``000625 (57014)`` is Snowflake's lock-waiters error, not any cancelled query.
+    3. Then the more cautious verdict: conditional (one retry at most) beats transient.
+    4. Then file order: it names the rule, the category and the retry cap reported.
+    5. A message no rule matches is ``Classification(verdict="unknown", category="unknown")``.
        Unknown is not transient: the caller decides what to do with it, never this module.
 
 Adapters

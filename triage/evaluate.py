@@ -174,7 +174,7 @@ def _figures(score: Score, title: str) -> list[str]:
     return lines
 
 
-def render(score: Score, width: int = 110, *, held_out_misses: bool = False) -> str:
+def render(score: Score, width: int = 110, *, held_out_misses: bool = False, every: bool = False) -> str:
     """Figures for the whole corpus and each part; misses of the tuning part only, unless asked.
 
     Held-out misses are hidden by default so that reading them does not turn into tuning on them.
@@ -183,6 +183,14 @@ def render(score: Score, width: int = 110, *, held_out_misses: bool = False) -> 
     for name in PARTS:
         lines += [""] + _figures(score.part(name), name)
     shown = score if held_out_misses else score.part("tuning")
+    if every:  # every entry with its code, rule and the rule's source (--all)
+        lines += ["", "every entry" + ("" if held_out_misses else " (tuning part)") + ":"]
+        for e, c in shown.results:
+            mark = "ok  " if c.verdict == e.label else "MISS"
+            lines.append(f"  {mark} {e.id} [{e.adapter}] {e.label} -> {c.verdict}/{c.category} "
+                         f"rule={c.rule or '-'} code={c.code or '-'}")
+            if c.reference:
+                lines.append(f"      source: {c.reference[:width]}")
     misses = shown.misses + [m for m in shown.uncapped_conditional if m not in shown.misses]
     if misses:
         lines += ["", "misses" + ("" if held_out_misses else " (tuning part; --held-out-misses for the rest)") + ":"]
@@ -192,4 +200,6 @@ def render(score: Score, width: int = 110, *, held_out_misses: bool = False) -> 
             lines.append(f"  {e.id} [{e.adapter}] labelled {e.label}, classified {got}")
             message = " ".join(e.message.split())
             lines.append(f"      {message[:width]}{'…' if len(message) > width else ''}")
+            if c.reference:
+                lines.append(f"      rule source: {c.reference[:width]}")
     return "\n".join(lines) + "\n"
