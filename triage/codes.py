@@ -56,7 +56,7 @@ _EXTRACTORS: dict[CodeKind, tuple[re.Pattern[str], ...]] = {
         re.compile(r"(?i)\bMsg (\d{2,5}), Level \d+"),
         re.compile(r"(?i)\b(?:SQL Server|Azure SQL|Synapse|Fabric)\b[^\n]{0,80}?"
                    r"\berror (?:number |code )?:?\s*(\d{3,5})\b"),
-        re.compile(r"(?i)\b(?:Error Number|ErrorCode|Error code|Number)[\s:=]+(\d{2,5})\b"),
+        re.compile(r"(?i)\b(?:Error Number|ErrorCode|Error code|SqlError Number)[\s:=]+(\d{2,5})\b"),
         re.compile(r"(?i)\b(?:Database|Server|Resource ID)[^\n]{0,160}?\bError (\d{5})\b"),
         re.compile(r"(?i)\bError (4\d{4}|1092[89]|4991[89]|49920)\b"),  # Azure's 5-digit service errors
         re.compile(r"(?m)^\s*(4\d{4}|1092[89]): (?=[A-Z])"),  # Azure docs' form: 40552: The session has ...
@@ -135,14 +135,14 @@ _LIMIT = re.compile(
     r"query_timeout|receive_timeout|send_timeout|max_memory_usage(?:_for_user)?|max_server_memory_usage|"
     r"memory_limit|query_max_memory(?:_per_node)?|query_max_execution_time|query_max_run_time|"
     r"statement_timeout_in_seconds|network_timeout|socket_timeout|read_timeout|connect_timeout|"
-    r"\(read timeout=\d+|timeout of \d+ ?(?:s|ms|seconds|milliseconds)\b|timeout=\d+)"
+    r"read timeout=\d+|timeout of \d+ ?(?:s|ms|seconds|milliseconds)\b|timeout=\d+)"
 )
 
 
 def configured_limit(text: str) -> str | None:
     """The configured limit or setting a timeout/memory message names, if any (``statement_timeout``)."""
     match = _LIMIT.search(text)
-    return match.group(1).lstrip("(") if match else None
+    return match.group(1) if match else None
 
 
 _MASKS: tuple[tuple[re.Pattern[str], str], ...] = (
