@@ -129,7 +129,8 @@ def code_matches(value: str, listed: str) -> bool:
 #: Names of configured limits: a timeout or memory error naming one of these hit a limit someone set,
 #: so once it repeats it is the query's size, not the load (see triage.decide).
 _LIMIT = re.compile(
-    r"(?i)\b(statement_timeout|lock_timeout|idle_in_transaction_session_timeout|STATEMENT_TIMEOUT_IN_SECONDS|"
+    r"(?i)\b(WLM abort action|statement_timeout|lock_timeout|idle_in_transaction_session_timeout|"
+    r"STATEMENT_TIMEOUT_IN_SECONDS|"
     r"STATEMENT_QUEUED_TIMEOUT_IN_SECONDS|max_execution_time|max_statement_time|innodb_lock_wait_timeout|"
     r"net_read_timeout|net_write_timeout|wait_timeout|max_allowed_packet|job_execution_timeout_seconds|"
     r"query_timeout|receive_timeout|send_timeout|max_memory_usage(?:_for_user)?|max_server_memory_usage|"
