@@ -613,3 +613,38 @@ def test_classify_excerpt_on_a_huge_log_is_bounded(shipped: RuleSet) -> None:
     assert (result.rule, result.max_retries) == ("postgres_statement_timeout", 1)
     assert len(result.excerpt) <= EXCERPT_LIMIT
     assert "canceling statement due to statement timeout" in result.excerpt
+
+
+def test_code_table_entries_layer_by_name_like_phrases(tmp_path: Path) -> None:
+    """A site file can add a code rule, and disable or replace a shipped one by name (format unchanged)."""
+    site = write(tmp_path, "site.yaml", """
+rules:
+  - {name: snowflake_code_lock_waiters, enabled: false}
+  - name: our_vendor_number
+    kind: snowflake
+    codes: ['390999']
+    verdict: deterministic
+    category: config
+    source: our runbook
+    description: Our proxy's answer.
+""")
+    rules = RuleSet.load(SHIPPED, site)
+    assert rules.get("snowflake_code_lock_waiters") is None
+    waiters = "000625 (57014): Statement 'x' has locked table 'T', number of waiters for this lock exceeds 20"
+    # Without the vendor's number, the generic SQLSTATE 57014 (a cancelled query: conditional) decides.
+    assert classify(waiters, adapter="snowflake", rules=rules).rule == "sqlstate_query_canceled_code"
+    ours = classify("390999 (08001): refused", adapter="snowflake", rules=rules)
+    assert (ours.verdict, ours.rule, ours.code, ours.reference) == ("deterministic", "our_vendor_number",
+                                                                   "snowflake:390999", "our runbook")
+
+
+@pytest.mark.parametrize(("item", "message"), [
+    ({"pattern": "x", "kind": "sqlstate", "codes": ["40001"]}, "give either 'pattern'"),
+    ({"kind": "nonsense", "codes": ["1"]}, "is not one of sqlstate"),
+    ({"kind": "sqlstate", "codes": []}, "must be a non-empty list of codes"),
+    ({"pattern": "x", "verdict": "conditional", "max_retries": 2}, "at most 1 retry"),
+])
+def test_code_rule_mistakes_are_config_errors(item: dict, message: str) -> None:
+    base = {"name": "r", "verdict": "transient", "category": "timeout"}
+    with pytest.raises(ConfigError, match=message):
+        RuleSet.from_dicts([{**base, **item}])
