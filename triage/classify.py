@@ -35,8 +35,10 @@ Layering
     Patterns are compiled once, at load; every problem is a ``ConfigError`` naming file and key.
 
 Cost
-    Every applicable rule scans the whole text: with the shipped rules that is about 2 s per MB in
-    CPython's ``re``. Run-results messages are tiny; for a log, pass the failing part, not megabytes.
+    Every applicable rule scans the whole text (phrases twice for a message with line breaks, once
+    unwrapped): with the shipped rules that is several seconds per MB in CPython's ``re``. Run-results
+    messages are tiny and logs are passed as their error blocks (``triage.artifacts``); do not pass
+    megabytes.
 """
 
 from __future__ import annotations
@@ -101,6 +103,9 @@ DEFAULT_RULES_PATH = Path(__file__).resolve().parent / "defaults" / "rules.yaml"
 #: Longest excerpt we keep: enough for a Slack line, short enough not to leak a whole log.
 EXCERPT_LIMIT = 240
 
+#: Phrases are also tried with line breaks unwrapped in texts up to this size (a message, not a log).
+UNWRAP_LIMIT = 64_000
+
 #: Codes are looked for in the first 200 kB of a message (a log excerpt may be long; codes come early).
 CODE_SCAN_LIMIT = 200_000
 
@@ -158,7 +163,7 @@ class Rule:
             code = found.first(self.kind, self.codes)
             return (found.text, code.start, code.end, str(code)) if code else None
         assert self.pattern is not None
-        for text in (found.text, found.unwrapped):
+        for text in (found.text,) if found.unwrapped is found.text else (found.text, found.unwrapped):
             match = self.pattern.search(text)
             if match:
                 return (text, match.start(), match.end(), None)
@@ -173,7 +178,8 @@ class _Codes:
 
     def __init__(self, text: str):
         self.text = text
-        self.unwrapped = _WRAP.sub(" ", text) if "\n" in text else text
+        # Unwrapped lines are tried only for message-sized texts: a log is passed as error blocks anyway.
+        self.unwrapped = _WRAP.sub(" ", text) if "\n" in text and len(text) <= UNWRAP_LIMIT else text
         self._by_kind: dict[CodeKind, dict[str, Code]] = {}
 
     def first(self, kind: CodeKind, listed: tuple[str, ...]) -> Code | None:
