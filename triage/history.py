@@ -29,15 +29,17 @@ import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-
-from redis import Redis
+from typing import TYPE_CHECKING
 
 from triage import keyspace
 from triage.codes import normalise
 from triage.models import Failure
 
+if TYPE_CHECKING:
+    from redis import Redis
+
 INDEX = keyspace.NODES  # sorted set: node -> last event time, for listing
-INDEX_MAX = 100_000  # nodes kept in the index (their own records expire with TTL)
+INDEX_MAX = 100_000  # the shipped defaults: retention.max_nodes, retention.node_history_days
 TTL = 90 * 24 * 3600
 
 #: A node is flaky after this many recoveries, when at least this share of its retries recovered.
@@ -101,8 +103,9 @@ class NodeHistory:
 
 
 class History:
-    def __init__(self, redis: Redis):
+    def __init__(self, redis: Redis, ttl: int = TTL, index_max: int = INDEX_MAX):
         self.redis = redis
+        self.ttl, self.index_max = ttl, index_max
 
     def get(self, nodes: Iterable[str], *, schedule: str | None = None,
             origin: int | None = None) -> dict[str, NodeHistory]:
@@ -137,7 +140,7 @@ class History:
         how it failed under its schedule (see the module docstring)."""
         pipe = self.redis.pipeline()
         for f in failures:
-            if not f.node or not self.redis.set(keyspace.node_event("run", f.node, run_id), 1, nx=True, ex=TTL):
+            if not f.node or not self.redis.set(keyspace.node_event("run", f.node, run_id), 1, nx=True, ex=self.ttl):
                 continue
             key = keyspace.node(f.node)
             pipe.hincrby(key, "failures", 1)
@@ -147,7 +150,7 @@ class History:
             mark = {"run": run_id, "origin": origin if origin is not None else run_id, "sig": signature(f)}
             pipe.lpush(runs, json.dumps(mark))
             pipe.ltrim(runs, 0, RUNS_KEPT - 1)
-            pipe.expire(runs, TTL)
+            pipe.expire(runs, self.ttl)
             self._touch(pipe, f.node)
         pipe.execute()
 
@@ -164,13 +167,13 @@ class History:
         for node in set(nodes):
             key = keyspace.node_recovered(schedule or "-", node)
             pipe.sadd(key, origin)
-            pipe.expire(key, TTL)
+            pipe.expire(key, self.ttl)
         pipe.execute()
 
     def _count(self, run_id: int, nodes: Iterable[str], field: str) -> None:
         pipe = self.redis.pipeline()
         for node in set(nodes):
-            if self.redis.set(keyspace.node_event(field, node, run_id), 1, nx=True, ex=TTL):
+            if self.redis.set(keyspace.node_event(field, node, run_id), 1, nx=True, ex=self.ttl):
                 pipe.hincrby(keyspace.node(node), field, 1)
                 self._touch(pipe, node)
         pipe.execute()
@@ -181,12 +184,11 @@ class History:
         histories = self.get(nodes)
         return [histories[n] for n in nodes]
 
-    @staticmethod
-    def _touch(pipe, node: str) -> None:
-        pipe.expire(keyspace.node(node), TTL)
+    def _touch(self, pipe, node: str) -> None:
+        pipe.expire(keyspace.node(node), self.ttl)
         pipe.zadd(INDEX, {node: time.time()})
-        pipe.zremrangebyrank(INDEX, 0, -INDEX_MAX - 1)  # bounded: the oldest fall off
-        pipe.expire(INDEX, TTL)
+        pipe.zremrangebyrank(INDEX, 0, -self.index_max - 1)  # bounded: the oldest fall off
+        pipe.expire(INDEX, self.ttl)
 
 
 def _past(runs: list[bytes], recovered: set[int], origin: int | None) -> tuple[tuple[PastRun, ...], tuple[str, ...]]:
