@@ -54,7 +54,7 @@ def test_every_adapter_family_is_covered():
 #: Measured on the held-out part (``triage.evaluate.part_of``), which rules are never tuned against.
 #: The issue's targets are 90 % / 85 % / 10 % / 0; these floors are what the shipped rules reach today,
 #: so that a change that makes generalisation worse fails here. Raise them as the rules improve.
-HELD_OUT_FLOORS = {"retryable_recall": 0.80, "deterministic_recall": 0.71, "unknown_share": 0.185,
+HELD_OUT_FLOORS = {"retryable_recall": 0.82, "deterministic_recall": 0.71, "unknown_share": 0.175,
                    "retried_more_than_once": 2}
 
 
