@@ -433,6 +433,9 @@ def _category_section(category: str, failures: list[Failure]) -> str:
     if rules:
         head += " · rule " + ", ".join(f"`{escape(r)}`" for r in rules[:3])
         head += f" +{len(rules) - 3}" if len(rules) > 3 else ""
+    codes = sorted({f.classification.code for f in failures if f.classification.code})
+    if codes:  # the vendor's own code: what a human searches the vendor's documentation for
+        head += " · code " + ", ".join(f"`{escape(c.split(':', 1)[-1])}`" for c in codes[:3])
     lines = [_one_line(f"{head} · {len(failures)} failed", 400)]
     for f in failures[:MAX_NODES_PER_CATEGORY]:
         entry = _node_entry(f)
