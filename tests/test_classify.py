@@ -648,3 +648,17 @@ def test_code_rule_mistakes_are_config_errors(item: dict, message: str) -> None:
     base = {"name": "r", "verdict": "transient", "category": "timeout"}
     with pytest.raises(ConfigError, match=message):
         RuleSet.from_dicts([{**base, **item}])
+
+
+def test_a_huge_message_is_judged_on_its_head_and_its_tail_only():
+    """A 20 MB message (compiled SQL in it) is read at a bounded size, and an error at its start or
+    at its end still counts (cost per message: bench, not here)."""
+    from triage.classify import MAX_CLASSIFIED_CHARS, RuleSet, _bounded, classify
+    from triage.config import SHIPPED_RULES
+
+    rules = RuleSet.load(SHIPPED_RULES)
+    error = "002003 (42S02): SQL compilation error:\n  Object 'RAW.ORDERS' does not exist\n"
+    filler = "select a, b, c from t where x = 1 and y = 2\n" * (20_000_000 // 44)
+    assert len(_bounded(filler)) <= MAX_CLASSIFIED_CHARS + 3
+    assert classify(error + filler, adapter="snowflake", rules=rules).verdict == "deterministic"
+    assert classify(filler + error, adapter="snowflake", rules=rules).verdict == "deterministic"

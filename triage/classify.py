@@ -224,7 +224,7 @@ def classify(
     message: str, *, adapter: str | None, rules: RuleSet, source: str = "run_results"
 ) -> Classification:
     """Judge one failure message (see the module docstring for precedence and adapter handling)."""
-    text = message or ""
+    text = _bounded(message or "")
     family = normalize_adapter(adapter)
     found = _Codes(text)
     best: tuple[tuple[int, int, int, int], Rule, tuple[str, int, int, str | None]] | None = None
@@ -241,6 +241,19 @@ def classify(
         return _classification(best[1], best[2], source)
     return Classification(verdict="unknown", category="unknown", excerpt=error_block(text), source=source,
                           code=_first_code(text))
+
+
+#: A message longer than this is judged on its head and tail only. Warehouses put the error first and
+#: dbt puts its summary last; what lies between in a message that long is compiled SQL or a data dump,
+#: and reading all of it costs seconds per megabyte (a 50 MB message would hold a worker for minutes).
+MAX_CLASSIFIED_CHARS = 64 * 1024
+_TAIL_CHARS = 16 * 1024
+
+
+def _bounded(text: str) -> str:
+    if len(text) <= MAX_CLASSIFIED_CHARS:
+        return text
+    return text[: MAX_CLASSIFIED_CHARS - _TAIL_CHARS] + "\n…\n" + text[-_TAIL_CHARS:]
 
 
 #: Generic code kinds: a vendor's own number or class says more than a SQLSTATE or an HTTP status.
