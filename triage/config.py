@@ -129,6 +129,8 @@ class RetryPolicy:
     retry_unknown_if_flaky: bool = policy("retry.retry_unknown_if_flaky", flag)
     #: a node retried this often without ever recovering: stop (0 = never)
     give_up_after_unrecovered: int = policy("retry.give_up_after_unrecovered", whole())
+    #: same node, same error in this many previous runs of its schedule, never recovered: stop (0 = off)
+    same_error_runs: int = policy("retry.same_error_runs", whole())
 
     def backoff_for(self, attempt: int) -> float:
         """Seconds to wait before automatic retry number ``attempt`` (1-based); the last value repeats."""
@@ -181,6 +183,8 @@ class ParadimeSettings:
     max_attempts: int = policy("paradime.max_attempts", whole(1))
     artifact_max_bytes: int = policy("paradime.artifact_max_bytes", whole(1024))
     manifest_max_bytes: int = policy("paradime.manifest_max_bytes", whole(1024))  # streamed, never held
+    #: one artifact download as a whole (a server that drips bytes never trips timeout_seconds)
+    download_seconds: float = policy("paradime.download_seconds", positive)
     recheck_seconds: tuple[float, ...] = policy("paradime.recheck_seconds", seconds)
     retry_base_seconds: float = policy("paradime.retry_base_seconds", positive)  # doubles each time
 

@@ -21,6 +21,10 @@ Artifact downloads (``stream``/``download``) follow redirects by hand, under thi
   configured ``PARADIME_API_ENDPOINT`` host itself resolves to (the simulator and the tests run on
   127.0.0.1: then loopback is allowed, private networks still are not).
 
+A download is also bounded in time as a whole (``paradime.download_seconds``): a server that drips a
+byte now and then never trips the per-read timeout. A body cut short of its ``Content-Length`` or a
+``Content-Encoding`` that does not decode is an ``UpstreamError`` naming it, like a size over the cap.
+
 A refusal is an ``UpstreamError`` (not retryable) with a one-line reason, so the triage falls back to
 the command's log. The check resolves the name before ``requests`` connects; a DNS answer that changes
 in between (rebinding) is not prevented.
@@ -41,7 +45,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
+from urllib3.exceptions import ConnectTimeoutError, DecodeError, NewConnectionError, ProtocolError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from triage import ledger
@@ -69,6 +73,15 @@ RETRY = "mutation RetryBoltRun($scheduleRunId: Int!) { retryBoltRun(scheduleRunI
 LIST_SCHEDULES = (
     "query ListBoltSchedules($offset: Int!, $limit: Int!, $showInactive: Boolean!) "
     "{ listBoltSchedules(offset: $offset, limit: $limit, showInactive: $showInactive) { totalCount } }"
+)
+LIST_SCHEDULE_NAMES = (
+    "query ListBoltSchedules($offset: Int!, $limit: Int!, $showInactive: Boolean!) "
+    "{ listBoltSchedules(offset: $offset, limit: $limit, showInactive: $showInactive) "
+    "{ schedules { name owner } totalCount } }"
+)
+SCHEDULE = (
+    "query BoltScheduleName($scheduleName: String!) { boltScheduleName(scheduleName: $scheduleName) "
+    "{ ok latestRunId owner } }"
 )
 TRIGGER = "mutation TriggerBoltRun($scheduleName: String!) { triggerBoltRun(scheduleName: $scheduleName) { runId } }"
 
@@ -209,6 +222,25 @@ class ParadimeClient:
             raise UpstreamError("Paradime listBoltSchedules: answer has no totalCount", retryable=False)
         return count
 
+    def list_schedules(self, offset: int, limit: int) -> tuple[list[tuple[str, str | None]], int]:
+        """One page of active schedules as (name, owner), and how many there are in all."""
+        data = self._post("listBoltSchedules", LIST_SCHEDULE_NAMES,
+                          {"offset": offset, "limit": limit, "showInactive": False}, mutation=False)
+        page = []
+        for item in data.get("schedules") or []:
+            if isinstance(item, dict) and isinstance(item.get("name"), str) and item["name"]:
+                owner = item.get("owner")
+                page.append((item["name"], owner if isinstance(owner, str) and owner else None))
+        total = data.get("totalCount")
+        return page, total if isinstance(total, int) and not isinstance(total, bool) else len(page)
+
+    def schedule(self, name: str) -> tuple[int | None, str | None]:
+        """A schedule's latest run id and owner (``boltScheduleName``)."""
+        data = self._post("boltScheduleName", SCHEDULE, {"scheduleName": name}, mutation=False)
+        latest, owner = data.get("latestRunId"), data.get("owner")
+        return (latest if isinstance(latest, int) and not isinstance(latest, bool) else None,
+                owner if isinstance(owner, str) and owner else None)
+
     def run_status(self, run_id: int) -> RunStatus:
         data = self._post("boltRunStatus", RUN_STATUS, {"runId": run_id}, mutation=False)
         state = data.get("state")
@@ -271,7 +303,7 @@ class ParadimeClient:
             if declared.isdigit() and int(declared) > max_bytes:
                 raise _too_big(where, max_bytes)
             resp.raw.decode_content = True
-            yield _Capped(resp.raw, max_bytes, where)
+            yield _Capped(resp.raw, max_bytes, where, time.monotonic() + self.settings.download_seconds)
 
     def _get_artifact(self, url: str, where: str) -> requests.Response:
         """GET ``url`` (streamed), following at most MAX_REDIRECTS redirects by hand, each target checked."""
@@ -348,17 +380,30 @@ class ParadimeClient:
 
 
 class _Capped:
-    """A file-like ``read()`` over a streamed response that refuses to read more than ``limit`` bytes."""
+    """A file-like ``read()`` over a streamed response that refuses to read more than ``limit`` bytes or
+    to go on past ``deadline`` (``time.monotonic()``). Each read takes what one receive brings
+    (``read1``), so a body that drips is given up on at its deadline, at most one socket timeout late."""
 
-    def __init__(self, raw: Any, limit: int, where: str):
-        self.raw, self.limit, self.where, self.count = raw, limit, where, 0
+    def __init__(self, raw: Any, limit: int, where: str, deadline: float):
+        self.raw, self.limit, self.where, self.deadline, self.count = raw, limit, where, deadline, 0
+        self.started = time.monotonic()
 
     def read(self, size: int = 64 * 1024) -> bytes:
         if size == 0:  # parsers probe with read(0) to learn bytes vs str
             return b""
+        if time.monotonic() > self.deadline:
+            raise UpstreamError(f"artifact download from {self.where}: not finished within "
+                                f"{self.deadline - self.started:.0f}s ({self.count} bytes read)", retryable=False)
         try:
-            chunk = self.raw.read(size if size > 0 else 64 * 1024)
-        except (requests.RequestException, OSError, ValueError) as exc:  # urllib3 errors, timeouts
+            chunk = self.raw.read1(size if size > 0 else 64 * 1024)
+        except DecodeError:
+            encoding = self.raw.headers.get("Content-Encoding", "")
+            raise UpstreamError(f"artifact download from {self.where}: could not decompress "
+                                f"(Content-Encoding: {encoding})", retryable=False) from None
+        except ProtocolError:  # IncompleteRead among others: the connection ended mid-body
+            raise UpstreamError(f"artifact download from {self.where}: connection closed before the end of "
+                                f"the body ({self.count} bytes read)") from None
+        except (requests.RequestException, OSError, ValueError) as exc:  # timeouts, resets
             raise UpstreamError(f"artifact download from {self.where}: {exc.__class__.__name__}") from None
         self.count += len(chunk)
         if self.count > self.limit:
