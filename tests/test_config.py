@@ -100,7 +100,8 @@ def test_the_offline_tools_use_the_rules_of_triage_config(tmp_path):
 
 @pytest.mark.parametrize("doc, message", [
     ({"retry": {"max_attemps": 3}}, "retry.max_attemps: unknown key (allowed: backoff_seconds, "
-                                    "give_up_after_unrecovered, max_attempts, retry_unknown, retry_unknown_if_flaky)"),
+                                    "give_up_after_unrecovered, max_attempts, retry_unknown, retry_unknown_if_flaky, "
+                                    "same_error_runs)"),
     ({"retry": {"max_attempts": "two"}}, "retry.max_attempts: expected a whole number >= 0, got 'two'"),
     ({"retry": {"max_attempts": -1}}, "retry.max_attempts: expected a whole number >= 0"),
     ({"retry": {"backoff_seconds": [60, "5m"]}}, "retry.backoff_seconds: expected seconds >= 0, got '5m'"),
@@ -214,7 +215,8 @@ def test_every_shipped_policy_key_is_read_by_one_settings_field():
                 yield path
 
     read = {f.metadata["policy"] for cls in (config.RetryPolicy, config.JobPolicy, config.Retention,
-                                            config.WebhookSettings, config.ParadimeSettings, config.SlackSettings)
+                                            config.WebhookSettings, config.ParadimeSettings, config.SlackSettings,
+                                            config.LedgerSettings)
             for f in fields(cls) if "policy" in f.metadata}
     by_hand = {"webhook.verification", "slack.channel", "classification.shipped_rules", "classification.rules_files"}
     shipped = set(leaves(config.load_policy()[0]))

@@ -12,6 +12,7 @@ so an unauthenticated sender learns nothing about what a valid body looks like.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
@@ -20,6 +21,7 @@ from redis.exceptions import RedisError
 
 from triage import broker
 from triage.errors import PayloadError
+from triage.ledger import EventType
 from triage.lifecycle import TriageStatus
 from triage.paradime import redact_url
 from triage.store import new_triage_id
@@ -31,6 +33,10 @@ log = logging.getLogger(__name__)
 bp = Blueprint("intake", __name__)
 
 RETRY_AFTER_SECONDS = "30"
+
+
+#: Longest schedule name accepted in the ``?schedule=`` hint (Bolt names are short; this bounds storage).
+MAX_SCHEDULE_HINT = 200
 
 
 def _error(status: int, error: str, message: str, **extra):
@@ -60,6 +66,13 @@ def receive(path_token: str | None = None):
         log.warning("webhook refused (400): %s", exc)
         return _error(400, "invalid_payload", str(exc))
 
+    hint = request.args.get("schedule", "").strip()
+    if hint and (len(hint) > MAX_SCHEDULE_HINT or not hint.isprintable()):
+        return _error(400, "invalid_payload", f"schedule: the URL's schedule hint must be printable text of "
+                                              f"at most {MAX_SCHEDULE_HINT} characters")
+    if hint and not event.schedule_name:  # the documented payload names no schedule (see triage.schedules)
+        event = dataclasses.replace(event, schedule_name=hint)
+
     if event.api_url and event.api_url.rstrip("/") != (settings.paradime.endpoint or "").rstrip("/"):
         log.warning("webhook api_url %s differs from PARADIME_API_ENDPOINT; ignored, the configured "
                     "endpoint is used", redact_url(event.api_url))
@@ -88,6 +101,7 @@ def receive(path_token: str | None = None):
             if store.reopen(earlier, lambda pipe: enqueue(pipe, earlier, retry_id), job_id=retry_id):
                 log.info("redelivery of %s: triage %s had not completed (%s); attempt queued", event.dedup_key,
                          earlier, again.get("status", "no record"))
+                ctx["ledger"].record(earlier, EventType.QUEUED, "redelivered: a new attempt queued", job_id=retry_id)
                 return jsonify(status="requeued", triage_id=earlier, run_id=event.run_id), 202
             return jsonify(status="duplicate", triage_id=earlier), 200
     except RedisError as exc:
@@ -96,6 +110,7 @@ def receive(path_token: str | None = None):
         resp.headers["Retry-After"] = RETRY_AFTER_SECONDS
         return resp, status
 
+    ctx["ledger"].received(triage_id, event.run_id, f"{event.event_type} {event.dedup_key}", delivery_id=wid)
     log.info("triage %s queued for %s (event %s%s)", triage_id, event.dedup_key, event.event_type,
              ", inferred" if event.event_type_inferred else "")
     return jsonify(status="queued", triage_id=triage_id, event=event.event_type, run_id=event.run_id), 202

@@ -48,8 +48,10 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, DecodeError, NewConnectionError, ProtocolError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
+from triage import ledger
 from triage.config import ParadimeSettings
 from triage.errors import UpstreamError
+from triage.ledger import Service
 from triage.models import Command, Resource
 from triage.webhook import parse_time
 
@@ -71,6 +73,15 @@ RETRY = "mutation RetryBoltRun($scheduleRunId: Int!) { retryBoltRun(scheduleRunI
 LIST_SCHEDULES = (
     "query ListBoltSchedules($offset: Int!, $limit: Int!, $showInactive: Boolean!) "
     "{ listBoltSchedules(offset: $offset, limit: $limit, showInactive: $showInactive) { totalCount } }"
+)
+LIST_SCHEDULE_NAMES = (
+    "query ListBoltSchedules($offset: Int!, $limit: Int!, $showInactive: Boolean!) "
+    "{ listBoltSchedules(offset: $offset, limit: $limit, showInactive: $showInactive) "
+    "{ schedules { name owner } totalCount } }"
+)
+SCHEDULE = (
+    "query BoltScheduleName($scheduleName: String!) { boltScheduleName(scheduleName: $scheduleName) "
+    "{ ok latestRunId owner } }"
 )
 TRIGGER = "mutation TriggerBoltRun($scheduleName: String!) { triggerBoltRun(scheduleName: $scheduleName) { runId } }"
 
@@ -168,7 +179,9 @@ class ParadimeClient:
         session = self._mutation_session if mutation else self._query_session
         timeout, attempts = self.settings.timeout_seconds, self.settings.max_attempts
         try:
-            resp = session.post(self.settings.endpoint, json=body, headers=headers, timeout=timeout)
+            with ledger.upstream(Service.PARADIME, operation) as call:
+                resp = session.post(self.settings.endpoint, json=body, headers=headers, timeout=timeout)
+                call.status = str(resp.status_code)
         except requests.ConnectionError as exc:
             if _never_sent(exc):
                 raise UpstreamError(f"Paradime {operation}: could not connect after {attempts} attempts") from None
@@ -208,6 +221,25 @@ class ParadimeClient:
         if isinstance(count, bool) or not isinstance(count, int):
             raise UpstreamError("Paradime listBoltSchedules: answer has no totalCount", retryable=False)
         return count
+
+    def list_schedules(self, offset: int, limit: int) -> tuple[list[tuple[str, str | None]], int]:
+        """One page of active schedules as (name, owner), and how many there are in all."""
+        data = self._post("listBoltSchedules", LIST_SCHEDULE_NAMES,
+                          {"offset": offset, "limit": limit, "showInactive": False}, mutation=False)
+        page = []
+        for item in data.get("schedules") or []:
+            if isinstance(item, dict) and isinstance(item.get("name"), str) and item["name"]:
+                owner = item.get("owner")
+                page.append((item["name"], owner if isinstance(owner, str) and owner else None))
+        total = data.get("totalCount")
+        return page, total if isinstance(total, int) and not isinstance(total, bool) else len(page)
+
+    def schedule(self, name: str) -> tuple[int | None, str | None]:
+        """A schedule's latest run id and owner (``boltScheduleName``)."""
+        data = self._post("boltScheduleName", SCHEDULE, {"scheduleName": name}, mutation=False)
+        latest, owner = data.get("latestRunId"), data.get("owner")
+        return (latest if isinstance(latest, int) and not isinstance(latest, bool) else None,
+                owner if isinstance(owner, str) and owner else None)
 
     def run_status(self, run_id: int) -> RunStatus:
         data = self._post("boltRunStatus", RUN_STATUS, {"runId": run_id}, mutation=False)
@@ -253,7 +285,7 @@ class ParadimeClient:
         return self._read_all(url, max_bytes)  # the last attempt's error, if any, is the answer
 
     def _read_all(self, url: str, max_bytes: int) -> bytes:
-        with self.stream(url, max_bytes) as body:
+        with ledger.upstream(Service.DOWNLOAD, "artifact"), self.stream(url, max_bytes) as body:
             return b"".join(iter(lambda: body.read(64 * 1024), b""))
 
     @contextmanager
