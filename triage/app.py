@@ -8,7 +8,7 @@ from flask import Flask, jsonify
 from redis import Redis
 from werkzeug.exceptions import HTTPException
 
-from triage import broker
+from triage import broker, metrics, monitoring
 from triage.config import Settings, Verification, load_settings, require_web
 from triage.intake import bp as intake_bp
 from triage.store import Store
@@ -20,7 +20,7 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
     """Build the web app. Settings are read (and checked) here, so a bad config stops gunicorn at start.
 
     No Redis call is made here: a web process whose Redis is down still starts, and answers 503
-    on ``/healthz`` and on intake until Redis is back.
+    on ``/readyz`` and on intake until Redis is back (``/healthz`` answers 200: the process is up).
     """
     settings = settings or load_settings()
     require_web(settings)
@@ -31,16 +31,11 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
         "settings": settings,
         "store": Store(redis, settings.webhook.dedup_ttl_seconds),
         "queue": broker.queue(redis, settings.queue_name),
+        "metrics_registry": monitoring.registry(redis),
     }
+    metrics.install(redis)  # this process's webhook counts go to Redis, beside every worker's
     app.register_blueprint(intake_bp)
-
-    @app.get("/healthz")
-    def healthz():
-        try:
-            redis.ping()
-        except Exception:
-            return jsonify(status="unavailable", redis="unreachable"), 503
-        return jsonify(status="ok")
+    app.register_blueprint(monitoring.bp)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

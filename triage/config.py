@@ -128,6 +128,24 @@ class SlackSettings:
         return "log"
 
 
+class MetricsAuth(str, Enum):
+    """Who may read ``GET /metrics``: anyone who reaches the web port, or holders of a token."""
+
+    OPEN = "open"
+    TOKEN = "token"  # Authorization: Bearer <TRIAGE_READ_TOKEN or TRIAGE_ADMIN_TOKEN>
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class MonitoringSettings:
+    """``/metrics`` and ``/readyz`` (triage.monitoring)."""
+
+    metrics_auth: MetricsAuth = MetricsAuth.OPEN
+    ready_max_queue_depth: int = 1000  # /readyz is 503 while a queue holds more waiting jobs
+
+
 @dataclass(frozen=True)
 class Settings:
     redis_url: str
@@ -138,6 +156,8 @@ class Settings:
     rules_files: tuple[Path, ...]
     jobs: JobPolicy = JobPolicy()
     admin_token: str | None = None
+    read_token: str | None = None  # GET-only access: /metrics when monitoring.metrics_auth is token
+    monitoring: MonitoringSettings = MonitoringSettings()
     config_path: Path | None = None  # the user's policy file; None = shipped defaults only
     queue_name: str = "triage"
     extra: dict[str, Any] = field(default_factory=dict)
@@ -287,6 +307,8 @@ def load_settings(environ: Mapping[str, str] | None = None, path: str | Path | N
         slack=_slack_settings(doc["slack"], environ),
         rules_files=resolve_rules_files(doc["classification"], user_path.parent if user_path else None),
         admin_token=_env(environ, "TRIAGE_ADMIN_TOKEN"),
+        read_token=_env(environ, "TRIAGE_READ_TOKEN"),
+        monitoring=_monitoring_settings(doc["monitoring"], environ),
         config_path=user_path,
     )
 
@@ -299,6 +321,14 @@ def _retry_policy(r: Mapping[str, Any]) -> RetryPolicy:
         retry_unknown_if_flaky=_bool(r, "retry_unknown_if_flaky", "retry"),
         give_up_after_unrecovered=_int(r, "give_up_after_unrecovered", "retry"),
     )
+
+
+def _monitoring_settings(m: Mapping[str, Any], environ: Mapping[str, str]) -> MonitoringSettings:
+    auth = _env(environ, "TRIAGE_METRICS_AUTH") or m.get("metrics_auth")
+    if auth not in {a.value for a in MetricsAuth}:
+        raise ConfigError(f"monitoring.metrics_auth: {auth!r} is not one of {', '.join(a for a in MetricsAuth)}")
+    return MonitoringSettings(metrics_auth=MetricsAuth(auth),
+                              ready_max_queue_depth=_int(m, "ready_max_queue_depth", "monitoring", minimum=1))
 
 
 def _webhook_settings(w: Mapping[str, Any], environ: Mapping[str, str]) -> WebhookSettings:
@@ -402,6 +432,8 @@ def require_web(settings: Settings) -> None:
         _check_whsec(webhook.secret)
     if mode is Verification.TOKEN and not webhook.token:
         raise ConfigError("PARADIME_WEBHOOK_TOKEN: required by webhook.verification: token")
+    if settings.monitoring.metrics_auth is MetricsAuth.TOKEN and not (settings.read_token or settings.admin_token):
+        raise ConfigError("TRIAGE_READ_TOKEN: required by monitoring.metrics_auth: token (or TRIAGE_ADMIN_TOKEN)")
 
 
 def require_worker(settings: Settings) -> list[str]:

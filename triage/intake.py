@@ -18,7 +18,7 @@ import time
 from flask import Blueprint, current_app, jsonify, request
 from redis.exceptions import RedisError
 
-from triage import broker
+from triage import broker, instrument
 from triage.errors import PayloadError
 from triage.lifecycle import TriageStatus
 from triage.paradime import redact_url
@@ -39,6 +39,7 @@ def _error(status: int, error: str, message: str, **extra):
 
 @bp.post("/webhooks/paradime")
 @bp.post("/webhooks/paradime/<path:path_token>")
+@instrument.webhook
 def receive(path_token: str | None = None):
     ctx = current_app.extensions["triage"]
     settings = ctx["settings"]

@@ -154,7 +154,7 @@ def secrets_of(settings: Any) -> list[str]:
     ):
         part = getattr(settings, section, None)
         found.extend(getattr(part, name, None) for name in names)
-    found.append(getattr(settings, "admin_token", None))
+    found.extend(getattr(settings, name, None) for name in ("admin_token", "read_token"))
     redis_url = getattr(settings, "redis_url", None)
     if isinstance(redis_url, str):
         with contextlib.suppress(ValueError):

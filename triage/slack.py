@@ -23,6 +23,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, ServerErrorRetryHandler
 from slack_sdk.webhook import WebhookClient
 
+from triage import instrument
 from triage.config import SlackSettings
 from triage.errors import UpstreamError
 from triage.summary import SlackMessage
@@ -131,6 +132,7 @@ class SlackNotifier:
     def threads(self) -> bool:
         return self.mode == "api"
 
+    @instrument.upstream("slack")
     def post(self, message: SlackMessage, thread_ts: str | None = None, channel: str | None = None) -> Posted:
         channel = channel or self.settings.channel or "#webhook"
         if self._web is not None:
@@ -155,6 +157,7 @@ class SlackNotifier:
         log.info("slack (not configured): %s", message.text)
         return Posted(channel="log", ts=None)
 
+    @instrument.upstream("slack")
     def update(self, channel: str, ts: str, message: SlackMessage) -> None:
         if self._web is None:
             return

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from rq import Queue
 
-from triage import broker
+from triage import broker, metrics
 from triage.classify import RuleSet
 from triage.config import Settings, load_settings, require_worker
 from triage.history import History
@@ -30,6 +30,7 @@ class Context:
 def build(settings: Settings) -> Context:
     """The context of a worker whose settings ``require_worker`` accepted."""
     redis = broker.connect(settings.redis_url)
+    metrics.install(redis)  # counted in Redis, shared by every worker (triage.metrics)
     return Context(
         history=History(redis),
         settings=settings,

@@ -25,7 +25,7 @@ from typing import Any
 
 from rq import Retry
 
-from triage import broker
+from triage import broker, instrument
 from triage.errors import UpstreamError
 from triage.models import Decision, Evidence, evidence_from_dict
 from triage.routing import channel_for, mentions_for
@@ -135,6 +135,7 @@ def refresh_incident(ctx: Context, key: str) -> None:
 # --- saying it ----------------------------------------------------------------------------------------
 
 
+@instrument.delivery
 def deliver(op: dict[str, Any], tries: int = 0) -> dict[str, Any]:
     """RQ entry point (queue ``slack``): send one message, update or incident refresh."""
     ctx = context.current()
