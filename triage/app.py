@@ -8,7 +8,7 @@ from flask import Flask, jsonify
 from redis import Redis
 from werkzeug.exceptions import HTTPException
 
-from triage import broker, metrics, monitoring
+from triage import broker, logs, metrics, monitoring
 from triage.config import Settings, Verification, load_settings, require_web
 from triage.intake import bp as intake_bp
 from triage.store import Store
@@ -34,6 +34,8 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
         "metrics_registry": monitoring.registry(redis),
     }
     metrics.install(redis)  # this process's webhook counts go to Redis, beside every worker's
+    app.before_request(logs.untag)  # gthread reuses threads: no request inherits another's triage id
+    app.teardown_request(logs.untag)
     app.register_blueprint(intake_bp)
     app.register_blueprint(monitoring.bp)
 

@@ -18,7 +18,7 @@ import time
 from flask import Blueprint, current_app, jsonify, request
 from redis.exceptions import RedisError
 
-from triage import broker, instrument
+from triage import broker, instrument, logs
 from triage.errors import PayloadError
 from triage.lifecycle import TriageStatus
 from triage.paradime import redact_url
@@ -82,6 +82,7 @@ def receive(path_token: str | None = None):
 
     try:
         earlier = store.admit(keys, triage_id, record, enqueue)
+        logs.tag(earlier or triage_id, event.run_id)  # the lines below are about this triage
         if earlier:
             again = store.get_triage(earlier) or {}
             if broker.job_alive(store.redis, again.get("job_id")):

@@ -69,7 +69,9 @@ __all__ = [
     "redact_handlers",
     "run_id",
     "secrets_of",
+    "tag",
     "triage_id",
+    "untag",
 ]
 
 MASK = "***"
@@ -174,6 +176,20 @@ def bound(triage_id: str, run_id: int | None = None) -> Iterator[None]:
     finally:
         _RUN_ID.reset(run_token)
         _TRIAGE_ID.reset(tid_token)
+
+
+def tag(triage_id: str | None, run_id: int | None = None) -> None:
+    """Carry ``triage_id`` and ``run_id`` on every line logged from here to the end of the current
+    context: for a web request, whose thread serves other requests after it, the app calls
+    :func:`untag` when each request starts and ends (a ``with bound(...)`` block would not fit the
+    view's many returns)."""
+    _TRIAGE_ID.set(triage_id)
+    _RUN_ID.set(run_id)
+
+
+def untag(*_: object) -> None:
+    """No triage id or run id from here on (``teardown_request`` passes the exception: ignored)."""
+    tag(None, None)
 
 
 class ContextFilter(logging.Filter):

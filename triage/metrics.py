@@ -15,8 +15,9 @@ Layout (owned by this module, under ``bt:metrics:``)::
 
 Label sets are bounded: each label has a fixed set of values (anything else is recorded as ``other``),
 or for ``category`` a short ``[a-z0-9_]`` token, which the rule files define. No label ever carries a
-run id, a schedule name, a URL or a secret. The keys have no TTL: counters are monotonic, Prometheus
-handles the reset if Redis is emptied.
+run id, a schedule name, a URL or a secret. Like every key of the project the keys expire
+(``TTL``, renewed by each write): a counter idle that long starts again from 0, which Prometheus reads
+as a counter reset, as it does when Redis is emptied.
 
 Recording never fails the caller: an error (Redis down) is logged once, then recording is skipped for
 ``PAUSE_AFTER_ERROR`` seconds, so that an outage adds no Redis timeout to each webhook answer; the
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 
 PREFIX = "bt:metrics:"
 DEAD_LETTER_KEY = f"{PREFIX}dead_letter"
+TTL = 30 * 24 * 3600  # renewed by every write; the same retention as the triage records
 PAUSE_AFTER_ERROR = 5.0  # seconds recording is skipped after a failed write
 OTHER = "other"
 _TOKEN = re.compile(r"^[a-z0-9_]{1,40}$")
@@ -157,12 +159,17 @@ _recorder = _Recorder()
 
 def install(redis: Redis) -> None:
     """Record into ``redis`` from now on (the web app and each worker call it once, at start; forked
-    work horses inherit it)."""
-    _recorder.redis = redis
+    work horses inherit it). A pause after an error on an earlier connection ends."""
+    with _recorder.lock:
+        _recorder.redis, _recorder.paused_until = redis, 0.0
 
 
 def count(counter: Counter, **labels: str) -> None:
-    _recorder.write(lambda pipe: pipe.hincrby(counter.key, counter.field(labels), 1))
+    def build(pipe):
+        pipe.hincrby(counter.key, counter.field(labels), 1)
+        pipe.expire(counter.key, TTL)
+
+    _recorder.write(build)
 
 
 def count_triage(verdict: str, category: str, seconds: float | None = None) -> None:
@@ -171,10 +178,12 @@ def count_triage(verdict: str, category: str, seconds: float | None = None) -> N
 
     def build(pipe):
         pipe.hincrby(TRIAGES.key, TRIAGES.field({"verdict": verdict, "category": category}), 1)
+        pipe.expire(TRIAGES.key, TTL)
         if seconds is not None:
             pipe.hincrby(TRIAGE_DURATION.key, "+Inf" if bound is None else repr(bound), 1)
             pipe.hincrbyfloat(TRIAGE_DURATION.key, "sum", seconds)
             pipe.hincrby(TRIAGE_DURATION.key, "count", 1)
+            pipe.expire(TRIAGE_DURATION.key, TTL)
 
     _recorder.write(build)
 
@@ -184,7 +193,9 @@ def dead_lettered(triage_id: str) -> None:
 
     def build(pipe):
         pipe.hincrby(TRIAGES.key, TRIAGES.field({"verdict": "could_not_triage", "category": "none"}), 1)
+        pipe.expire(TRIAGES.key, TTL)
         pipe.sadd(DEAD_LETTER_KEY, triage_id)
+        pipe.expire(DEAD_LETTER_KEY, TTL)  # its members' records expire after as long
 
     _recorder.write(build)
 
