@@ -21,6 +21,7 @@ from tests.conftest import WEBHOOK_SECRET, free_port, signed_headers
 from tests.test_pipeline import LOCK, MISSING, dbt_run, failed_run
 from triage import metrics
 from triage.app import create_app
+from triage.checkconfig import check
 from triage.config import load_settings
 from triage.errors import ConfigError, UpstreamError
 from triage.slack import RateLimited, SlackNotifier
@@ -190,7 +191,8 @@ def test_metrics_can_require_the_read_token(how, service_env, policy, tmp_path, 
     if how == "env":
         monkeypatch.setenv("TRIAGE_METRICS_AUTH", "token")
     else:
-        (tmp_path / "triage.yaml").write_text(json.dumps({**policy, "monitoring": {"metrics_auth": "token"}}))
+        policy["monitoring"]["metrics_auth"] = "token"
+        (tmp_path / "triage.yaml").write_text(json.dumps(policy))
     client = create_app(load_settings()).test_client()
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic read-tok-0123456789"}):
         refused = client.get("/metrics", headers=headers)
@@ -202,6 +204,11 @@ def test_metrics_can_require_the_read_token(how, service_env, policy, tmp_path, 
         assert ok.status_code == 200 and "bolt_triage_webhooks_total" in ok.text and token not in ok.text
     assert client.get("/healthz").status_code == 200  # probes stay open
     assert client.get("/readyz").status_code == 503
+    said: list[str] = []
+    assert check(say=said.append) == 0
+    assert "metrics: GET /metrics needs a Bearer token (TRIAGE_READ_TOKEN or TRIAGE_ADMIN_TOKEN); /readyz fails " \
+           "over 2 queued jobs" in said
+    assert not any("tok-0123456789" in line for line in said)
 
 
 def test_metrics_are_open_by_default(service):
