@@ -19,7 +19,7 @@ from rq.serializers import JSONSerializer
 
 from tests.conftest import WEBHOOK_SECRET, free_port, signed_headers
 from tests.test_pipeline import LOCK, MISSING, dbt_run, failed_run
-from triage import metrics
+from triage import keyspace, metrics
 from triage.app import create_app
 from triage.checkconfig import check
 from triage.config import load_settings
@@ -45,12 +45,12 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 
 def story_status(redis: Redis, origin: int) -> str | None:
-    raw = redis.get(f"bt:story:{origin}")
+    raw = redis.get(keyspace.story(origin))
     return json.loads(raw)["status"] if raw else None
 
 
 def triage_status(redis: Redis, triage_id: str) -> str | None:
-    raw = redis.hget(f"bt:triage:{triage_id}", "status")
+    raw = redis.hget(keyspace.triage(triage_id), "status")
     return json.loads(raw) if raw else None
 
 
@@ -126,10 +126,10 @@ def test_metrics_after_a_mixed_run(service, paradime, slack, redis):
 def test_a_replayed_dead_letter_leaves_the_gauge(service, redis):
     metrics.dead_lettered("tr_gone")
     metrics.dead_lettered("tr_still")
-    redis.hset("bt:triage:tr_still", "status", json.dumps("dead_letter"))
-    redis.hset("bt:triage:tr_gone", "status", json.dumps("queued"))  # replayed meanwhile
+    redis.hset(keyspace.triage("tr_still"), "status", json.dumps("dead_letter"))
+    redis.hset(keyspace.triage("tr_gone"), "status", json.dumps("queued"))  # replayed meanwhile
     assert value(scrape(service.url), "bolt_triage_dead_letter_size") == 1
-    assert redis.smembers(metrics.DEAD_LETTER_KEY) == {b"tr_still"}
+    assert redis.smembers(keyspace.METRICS_DEAD_LETTER) == {b"tr_still"}
 
 
 def test_a_413_is_counted(service):

@@ -15,7 +15,7 @@ from tests.test_pipeline import MISSING, dbt_run, failed_run
 from triage import broker
 from triage.config import JobPolicy
 from triage.lifecycle import IllegalTransition, StoryStatus, TriageStatus
-from triage.store import Store
+from triage.store import PostState, PostStatus, RetryOutcome, RetryState, Store
 
 
 def test_the_lifecycle_refuses_illegal_moves():
@@ -50,13 +50,13 @@ def test_admit_writes_all_or_nothing(redis):
         raise ConnectionError("Redis went away between the claim and the enqueue")
 
     with pytest.raises(ConnectionError):
-        store.admit(["event:run-1:completed"], "tr_a", {"status": TriageStatus.QUEUED}, broken)
+        store.admit("run-1:completed", None, "tr_a", {"status": TriageStatus.QUEUED}, broken)
     assert redis.keys("*") == []  # no claim without a job: the redelivery gets through
 
     def enqueue(pipe):
         broker.enqueue_triage(queue, "tr_b", {"commands": []}, JobPolicy(), job_id="triage-tr_b", pipeline=pipe)
 
-    assert store.admit(["event:run-1:completed"], "tr_b", {"status": TriageStatus.QUEUED}, enqueue) is None
+    assert store.admit("run-1:completed", None, "tr_b", {"status": TriageStatus.QUEUED}, enqueue) is None
     assert queue.job_ids == ["triage-tr_b"] and store.triage_status("tr_b") is TriageStatus.QUEUED
 
 
@@ -68,7 +68,7 @@ def test_concurrent_admissions_of_one_event_make_one_job(redis):
     def admit(i: int):
         tid = f"tr_{i}"
         barrier.wait()
-        return store.admit(["event:run-9:completed"], tid, {"status": TriageStatus.QUEUED}, lambda pipe:
+        return store.admit("run-9:completed", None, tid, {"status": TriageStatus.QUEUED}, lambda pipe:
                            broker.enqueue_triage(queue, tid, {}, JobPolicy(), job_id=f"triage-{tid}", pipeline=pipe))
 
     with ThreadPoolExecutor(20) as pool:
@@ -79,14 +79,32 @@ def test_concurrent_admissions_of_one_event_make_one_job(redis):
 
 
 def test_a_slack_post_is_claimed_once(redis):
-    store = Store(redis)
-    assert store.claim_post("slack:1:summary", 90) is True
-    assert store.claim_post("slack:1:summary", 90) is False  # someone is sending it
+    posts = Store(redis).posts
+    assert posts.claim("1:summary", 90) is True
+    assert posts.claim("1:summary", 90) is False  # someone is sending it
     assert 0 < redis.ttl("bt:slack:1:summary") <= 90
-    store.put("slack:1:summary", "failed")
-    assert store.claim_post("slack:1:summary", 90) is True  # its last try failed: send again
-    store.put("slack:1:summary", json.dumps({"channel": "C1", "ts": "1.1"}))
-    assert store.claim_post("slack:1:summary", 90) is False  # posted, for good
+    assert posts.state("1:summary") == PostState(PostStatus.SENDING)
+    posts.mark("1:summary", PostStatus.FAILED)
+    assert posts.claim("1:summary", 90) is True  # its last try failed: send again
+    posts.posted("1:summary", "C1", "1.1")
+    assert posts.claim("1:summary", 90) is False  # posted, for good
+    assert posts.state("1:summary") == PostState(PostStatus.POSTED, "C1", "1.1")
+    assert posts.state("1:summary").settled
+
+
+def test_retry_states_round_trip_in_their_stored_form(redis):
+    """The stored strings are those of 0.1: a guard written before an upgrade still holds after it."""
+    guard = Store(redis).retries
+    assert guard.claim(7, "tr_a") is True and guard.claim(7, "tr_b") is False
+    state = guard.state(7)
+    assert state.outcome is RetryOutcome.CLAIMED and state.detail == "tr_a" and state.claimed_at > 0
+    assert redis.get("bt:retry:7").decode().startswith("claimed:tr_a:")
+    guard.record(7, RetryOutcome.ISSUED, "8")
+    assert redis.get("bt:retry:7") == b"issued:8" and guard.state(7).new_run == 8
+    redis.set("bt:retry:9", "unknown: read timeout")
+    assert guard.state(9) == RetryState(RetryOutcome.UNKNOWN, "read timeout")
+    guard.release(9)
+    assert guard.state(9) is None
 
 
 def _deliver(service, body: dict, msg_id: str) -> requests.Response:
@@ -146,6 +164,39 @@ def test_every_project_key_expires_after_a_full_run(service, paradime, slack, re
     ours = [k.decode() for k in redis.keys("bt:*")]
     assert len(ours) > 10
     assert [k for k in ours if redis.ttl(k) == -1] == []
+    assert [k for k in ours if not k.startswith(_keyspace_prefixes())] == []  # every key named in keyspace
+
+
+def _keyspace_prefixes() -> tuple[str, ...]:
+    """What each ``triage.keyspace`` builder puts before its first argument."""
+    import inspect
+
+    from triage import keyspace
+
+    out = {keyspace.TRIAGES, keyspace.NODES}
+    for _name, fn in inspect.getmembers(keyspace, inspect.isfunction):
+        if fn.__module__ == keyspace.__name__:
+            n = len(inspect.signature(fn).parameters)
+            out.add(fn(*["\x00"] * n).split("\x00")[0])
+    return tuple(out)
+
+
+def test_the_indexes_keep_only_their_newest_entries(redis, monkeypatch):
+    from triage import history, store
+    from triage.models import Classification, Failure
+
+    monkeypatch.setattr(store, "TRIAGE_INDEX_MAX", 3)
+    monkeypatch.setattr(history, "INDEX_MAX", 2)
+    s = Store(redis)
+    for i in range(5):
+        s.save_triage(f"tr_{i}", run_id=i)
+    assert redis.zcard("bt:triages") == 3
+    assert sorted(m.decode() for m in redis.zrange("bt:triages", 0, -1)) == ["tr_2", "tr_3", "tr_4"]
+    nodes = history.History(redis)
+    for i in range(4):
+        nodes.record_failures(i, [Failure(command_id=1, command="dbt run", message="lock", node=f"model.p.m{i}",
+                                          classification=Classification("transient", "lock", "rule"))])
+    assert redis.zcard("bt:nodes") == 2
 
 
 def test_thread_replies_are_posted_in_the_order_of_their_events(service, slack, redis):

@@ -19,7 +19,7 @@ from triage.config import JobPolicy
 #: Dotted paths, so the web app never imports the worker code.
 TRIAGE_JOB = "workers.jobs.triage_webhook"
 RETRY_JOB = "workers.jobs.perform_retry"
-SLACK_JOB = "workers.notify.deliver"
+SLACK_JOB = "workers.deliver.deliver"  # workers.notify.deliver (0.1) still imports
 #: Called by RQ when a triage job fails, raising or abandoned by a dead worker (RQ's cleanup).
 TRIAGE_FAILED = "workers.jobs.triage_failed"
 RETRY_FAILED = "workers.jobs.retry_failed"

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import textwrap
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import requests
@@ -33,6 +33,7 @@ from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 from triage import broker
 from triage.sim.paradime import ParadimeSimulator, SimCommand, make_run_results
 from triage.sim.slack import SlackSimulator
+from triage.store import Store
 
 LOCK = ("000625 (57014): Statement '01b2c3d4-0000-1234-0000-00000000abcd' has been aborted because the number "
         "of waiters for this lock exceeds the 20 statements limit.")
@@ -256,8 +257,7 @@ def _play(paradime: ParadimeSimulator, slack: SlackSimulator, redis: Redis, work
     _say(f"  run {first} with a forged signature → HTTP {forged.status_code} {forged.json()}")
 
     def story(run_id: int) -> dict:
-        raw = redis.get(f"bt:story:{run_id}")
-        return json.loads(raw) if raw else {}
+        return asdict(Store(redis).story(run_id))
 
     queues = [broker.queue(redis), broker.queue(redis, broker.SLACK_QUEUE)]
     registries = [r(queue=q) for q in queues for r in (StartedJobRegistry, ScheduledJobRegistry)]

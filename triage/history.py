@@ -24,10 +24,10 @@ from dataclasses import dataclass
 
 from redis import Redis
 
+from triage import keyspace
 from triage.models import Failure
 
-KEY = "bt:node:{}"
-INDEX = "bt:nodes"  # sorted set: node -> last event time, for listing
+INDEX = keyspace.NODES  # sorted set: node -> last event time, for listing
 INDEX_MAX = 100_000  # nodes kept in the index (their own records expire with TTL)
 TTL = 90 * 24 * 3600
 
@@ -71,7 +71,7 @@ class History:
         nodes = sorted(set(nodes))
         pipe = self.redis.pipeline()
         for node in nodes:
-            pipe.hgetall(KEY.format(node))
+            pipe.hgetall(keyspace.node(node))
         out = {}
         for node, raw in zip(nodes, pipe.execute(), strict=True):
             fields = {k.decode(): v.decode() for k, v in raw.items()}
@@ -88,9 +88,9 @@ class History:
         """Count each failed node once per run (a redelivered triage does not count twice)."""
         pipe = self.redis.pipeline()
         for f in failures:
-            if not f.node or not self.redis.set(f"bt:node-run:{f.node}:{run_id}", 1, nx=True, ex=TTL):
+            if not f.node or not self.redis.set(keyspace.node_event("run", f.node, run_id), 1, nx=True, ex=TTL):
                 continue
-            key = KEY.format(f.node)
+            key = keyspace.node(f.node)
             pipe.hincrby(key, "failures", 1)
             pipe.hincrby(key, f.classification.verdict, 1)
             pipe.hset(key, mapping={"last_verdict": f.classification.verdict, "last_run": run_id})
@@ -106,8 +106,8 @@ class History:
     def _count(self, run_id: int, nodes: Iterable[str], field: str) -> None:
         pipe = self.redis.pipeline()
         for node in set(nodes):
-            if self.redis.set(f"bt:node-{field}:{node}:{run_id}", 1, nx=True, ex=TTL):
-                pipe.hincrby(KEY.format(node), field, 1)
+            if self.redis.set(keyspace.node_event(field, node, run_id), 1, nx=True, ex=TTL):
+                pipe.hincrby(keyspace.node(node), field, 1)
                 self._touch(pipe, node)
         pipe.execute()
 
@@ -119,7 +119,7 @@ class History:
 
     @staticmethod
     def _touch(pipe, node: str) -> None:
-        pipe.expire(KEY.format(node), TTL)
+        pipe.expire(keyspace.node(node), TTL)
         pipe.zadd(INDEX, {node: time.time()})
         pipe.zremrangebyrank(INDEX, 0, -INDEX_MAX - 1)  # bounded: the oldest fall off
         pipe.expire(INDEX, TTL)

@@ -28,11 +28,19 @@ _DELIVERIES = {"posted": "posted", "updated": "updated", "already": "duplicate",
                "later": "deferred"}
 
 
+_warned: set[str] = set()
+
+
 def _quietly(record: Callable[[], None]) -> None:
+    """Run ``record``; a failure (a result of a shape this module does not know, after a change to the
+    code it measures) is not the caller's problem: no count, one warning per kind of failure."""
     try:
         record()
-    except Exception:  # a result of an unexpected shape: no count, never a failed caller
-        log.debug("metrics: could not read a result", exc_info=True)
+    except Exception as exc:
+        kind = f"{exc.__class__.__name__}: {str(exc)[:80]}"
+        if kind not in _warned:
+            _warned.add(kind)
+            log.warning("metrics: a result could not be counted (%s); see triage/instrument.py", kind)
 
 
 def webhook(view: F) -> F:
@@ -63,26 +71,29 @@ def _webhook_outcome(response: Any) -> str:
 
 def triage(run: F) -> F:
     """``_triage(ctx, triage_id, event, check)``: ``triages_total{verdict,category}`` and the duration
-    histogram, for results that are a verdict (not "waiting", "started" or "duplicate")."""
+    histogram, for results that are a verdict (not "waiting", "started" or "duplicate"). The category
+    comes from the evidence the triage stored (``ctx.store.evidence``): the result only counts failures."""
 
     @functools.wraps(run)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(ctx: Any, *args: Any, **kwargs: Any) -> Any:
         start = time.monotonic()
-        result = run(*args, **kwargs)
-        _quietly(lambda: _count_verdict(result, time.monotonic() - start))
+        result = run(ctx, *args, **kwargs)
+        seconds = time.monotonic() - start
+        _quietly(lambda: _count_verdict(ctx, result, seconds))
         return result
 
     return wrapper  # type: ignore[return-value]
 
 
-def _count_verdict(result: dict[str, Any], seconds: float) -> None:
+def _count_verdict(ctx: Any, result: dict[str, Any], seconds: float) -> None:
     status = result.get("status")
     if status == "triaged":
         if result.get("action") in ("retry", "trigger"):
             verdict = "retrying"
         else:
             verdict = "gave_up" if result.get("attempt") else "not_retried"
-        categories = Counter(f["classification"]["category"] for f in result["evidence"]["failures"])
+        evidence = ctx.store.evidence(result["run_id"]) or {"failures": []}
+        categories = Counter(f["classification"]["category"] for f in evidence["failures"])
         category = categories.most_common(1)[0][0] if categories else "none"
     elif status in ("recovered", "succeeded"):
         verdict, category = status, "none"

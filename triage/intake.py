@@ -66,10 +66,7 @@ def receive(path_token: str | None = None):
                     "endpoint is used", redact_url(event.api_url))
 
     triage_id = new_triage_id()
-    keys = [f"event:{event.dedup_key}"]
     wid = delivery_id(request.headers)
-    if wid:
-        keys.insert(0, f"delivery:{wid[:200]}")
     store, queue, jobs = ctx["store"], ctx["queue"], settings.jobs
     job_id = f"triage-{triage_id}"
     record = {"status": TriageStatus.QUEUED, "received_at": time.time(), "event": event.to_dict(),
@@ -81,7 +78,7 @@ def receive(path_token: str | None = None):
         broker.enqueue_triage(queue, tid, event.to_dict(), jobs, job_id=jid, pipeline=pipe, description=description)
 
     try:
-        earlier = store.admit(keys, triage_id, record, enqueue)
+        earlier = store.admit(event.dedup_key, wid[:200] if wid else None, triage_id, record, enqueue)
         logs.tag(earlier or triage_id, event.run_id)  # the lines below are about this triage
         if earlier:
             again = store.get_triage(earlier) or {}

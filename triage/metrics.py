@@ -36,10 +36,10 @@ from dataclasses import dataclass
 
 from redis import Redis
 
+from triage import keyspace
+
 log = logging.getLogger(__name__)
 
-PREFIX = "bt:metrics:"
-DEAD_LETTER_KEY = f"{PREFIX}dead_letter"
 TTL = 30 * 24 * 3600  # renewed by every write; the same retention as the triage records
 PAUSE_AFTER_ERROR = 5.0  # seconds recording is skipped after a failed write
 OTHER = "other"
@@ -57,7 +57,7 @@ class Counter:
 
     @property
     def key(self) -> str:
-        return f"{PREFIX}c:{self.name}"
+        return keyspace.metrics_counter(self.name)
 
     def field(self, labels: Mapping[str, str]) -> str:
         return "|".join(_bounded(self.values[name], labels.get(name)) for name in self.labels)
@@ -78,7 +78,7 @@ class Histogram:
 
     @property
     def key(self) -> str:
-        return f"{PREFIX}h:{self.name}"
+        return keyspace.metrics_histogram(self.name)
 
 
 def _bounded(allowed: frozenset[str] | None, value: str | None) -> str:
@@ -194,8 +194,8 @@ def dead_lettered(triage_id: str) -> None:
     def build(pipe):
         pipe.hincrby(TRIAGES.key, TRIAGES.field({"verdict": "could_not_triage", "category": "none"}), 1)
         pipe.expire(TRIAGES.key, TTL)
-        pipe.sadd(DEAD_LETTER_KEY, triage_id)
-        pipe.expire(DEAD_LETTER_KEY, TTL)  # its members' records expire after as long
+        pipe.sadd(keyspace.METRICS_DEAD_LETTER, triage_id)
+        pipe.expire(keyspace.METRICS_DEAD_LETTER, TTL)  # its members' records expire after as long
 
     _recorder.write(build)
 

@@ -29,10 +29,9 @@ from rq.registry import ScheduledJobRegistry
 from rq.scheduler import RQScheduler
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
-from triage import broker, metrics
+from triage import broker, keyspace, metrics
 from triage.config import MetricsAuth, Settings
 from triage.probes import one_line
-from triage.store import PREFIX as STORE_PREFIX
 
 bp = Blueprint("monitoring", __name__)
 
@@ -148,16 +147,16 @@ def not_ready(redis: Redis, settings: Settings) -> list[tuple[str, str]]:
 def dead_letter_size(redis: Redis) -> int:
     """Triages now dead-lettered: the ids ``metrics.dead_lettered`` listed, less those that have left
     ``dead_letter`` since (replayed, redelivered) or whose record expired; those are dropped here."""
-    ids = sorted(m.decode() for m in redis.smembers(metrics.DEAD_LETTER_KEY))
+    ids = sorted(m.decode() for m in redis.smembers(keyspace.METRICS_DEAD_LETTER))
     if not ids:
         return 0
     pipe = redis.pipeline(transaction=False)
     for tid in ids:
-        pipe.hget(f"{STORE_PREFIX}triage:{tid}", "status")
+        pipe.hget(keyspace.triage(tid), "status")
     statuses = pipe.execute()
     gone = [tid for tid, status in zip(ids, statuses, strict=True) if status != b'"dead_letter"']
     if gone:
-        redis.srem(metrics.DEAD_LETTER_KEY, *gone)
+        redis.srem(keyspace.METRICS_DEAD_LETTER, *gone)
     return len(ids) - len(gone)
 
 

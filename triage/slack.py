@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from slack_sdk import WebClient
@@ -23,7 +24,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, ServerErrorRetryHandler
 from slack_sdk.webhook import WebhookClient
 
-from triage import instrument
+from triage import instrument, keyspace
 from triage.config import SlackSettings
 from triage.errors import UpstreamError
 from triage.summary import SlackMessage
@@ -61,27 +62,29 @@ class Pacer:
     Slots are handed out in order: a caller told to wait owns the slot it was given, so messages
     to one channel go out in the order they were queued (a thread reads in order)."""
 
-    def __init__(self, redis, interval: float):
+    def __init__(self, redis, interval: float, clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep):
         self.interval_ms = max(int(interval * 1000), 1)
         self._redis = redis
         self._script = redis.register_script(PACE_SCRIPT)
+        self._clock, self._sleep = clock, sleep  # injectable: unit tests run on a fake clock
 
     def reserve(self, channel: str) -> float:
         """Reserve the channel's next slot; seconds until it (0: send now)."""
-        now_ms = int(time.time() * 1000)
-        return int(self._script(keys=[f"bt:slack-pace:{channel}"], args=[now_ms, self.interval_ms])) / 1000
+        now_ms = int(self._clock() * 1000)
+        return int(self._script(keys=[keyspace.pace(channel)], args=[now_ms, self.interval_ms])) / 1000
 
     def settle(self, channel: str) -> None:
         """Slots are reserved ahead of time, but a send can take a while: sleep out what is left of
         the interval since the channel's last completed send (at most one interval)."""
-        last = self._redis.get(f"bt:slack-sent:{channel}")
+        last = self._redis.get(keyspace.last_sent(channel))
         if last is not None:
-            rest = self.interval_ms / 1000 - (time.time() - float(last))
+            rest = self.interval_ms / 1000 - (self._clock() - float(last))
             if rest > 0:
-                time.sleep(min(rest, self.interval_ms / 1000))
+                self._sleep(min(rest, self.interval_ms / 1000))
 
     def sent(self, channel: str) -> None:
-        self._redis.set(f"bt:slack-sent:{channel}", repr(time.time()), px=self.interval_ms * 10)
+        self._redis.set(keyspace.last_sent(channel), repr(self._clock()), px=self.interval_ms * 10)
 
 
 @dataclass(frozen=True)

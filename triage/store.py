@@ -1,15 +1,15 @@
-"""Everything bolt-triage remembers, in Redis, under the ``bt:`` prefix.
+"""What bolt-triage remembers about triages, runs, chains, retries and Slack posts, in Redis.
 
-Redis is the single source of truth shared by every gunicorn worker and RQ worker,
-so the "never twice" guarantees live here as atomic ``SET NX`` claims:
+Redis is the single source of truth shared by every gunicorn worker and RQ worker, so the
+"never twice" guarantees live here as atomic claims (the keys: ``triage.keyspace``):
 
-* ``bt:delivery:<webhook-id>`` and ``bt:event:<run|cmds>:<event>`` — one job per delivery / run event;
-* ``bt:triaged:<run_id>`` — one triage per finished run, whichever delivery got there first;
-* ``bt:retry:<run_id>`` — the retry mutation for a run is claimed before it is sent and records its outcome;
-* ``bt:slack:<run_id>:<kind>`` — one Slack post per run and kind.
+* ``Store.admit`` — one job per delivery / run event (claims, record and enqueue in one MULTI/EXEC);
+* ``Store.claim_run`` — one triage per finished run, whichever delivery got there first;
+* ``RetryGuard`` — the retry mutation for a run is claimed before it is sent and records its outcome;
+* ``PostLedger`` — one Slack post per message id, and a story's replies in the order of its events.
 
-Chains of retries: ``bt:chain:<run_id>`` maps every run to its original run and attempt number;
-``bt:story:<original_run_id>`` holds the story of the chain (schedule, attempts, Slack thread, outcome).
+Chains of retries: ``Store.link`` maps every run to its original run and attempt number;
+``Store.story`` holds the story of the chain (schedule, attempts, Slack thread, outcome).
 """
 
 from __future__ import annotations
@@ -20,19 +20,21 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from enum import Enum
 from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
 from redis.exceptions import WatchError
 
+from triage import keyspace
 from triage.lifecycle import IllegalTransition, TriageStatus
 
 log = logging.getLogger(__name__)
 
-PREFIX = "bt:"
 RECORD_TTL = 30 * 24 * 3600  # triage records, chains and guards outlive any retry chain
 TRIAGE_INDEX_MAX = 100_000  # triages listed in bt:triages, newest kept
+PENDING_TTL = 120  # seconds a schedule is marked "retry being issued"
 
 
 def new_triage_id() -> str:
@@ -62,47 +64,33 @@ class Story:
     slack_channel: str | None = None
     slack_ts: str | None = None
     flaky_nodes: list[str] = field(default_factory=list)
-    incident: str | None = None  # told as part of a storm's incident message (triage.storm)
+    incident: str | None = None  # told as part of a storm's incident message (triage.incidents)
     repeat_of: int | None = None  # told as a reply under this earlier run's alert (same failure again)
 
 
-_CLAIM_POST = """
-local state = redis.call('GET', KEYS[1])
-if state and state ~= 'failed' then return 0 end
-redis.call('SET', KEYS[1], 'pending', 'EX', ARGV[1])
-return 1
-"""
-
-
-_THREAD_SETTLED = """
-redis.call('SADD', KEYS[2], ARGV[1])
-local done = tonumber(redis.call('GET', KEYS[1]) or '0')
-while redis.call('SISMEMBER', KEYS[2], tostring(done + 1)) == 1 do done = done + 1 end
-redis.call('SET', KEYS[1], done, 'EX', ARGV[2])
-redis.call('EXPIRE', KEYS[2], ARGV[2])
-return done
-"""
-
-
 class Store:
+    """Triage records, intake claims, run claims, evidence, chains and stories; ``retries`` and
+    ``posts`` own the two side effects that must happen at most once."""
+
     def __init__(self, redis: Redis, dedup_ttl: int = 604_800):
         self.redis = redis
         self.dedup_ttl = dedup_ttl
-        self._claim_post = redis.register_script(_CLAIM_POST)
-        self._thread_settled = redis.register_script(_THREAD_SETTLED)
+        self.retries = RetryGuard(redis)
+        self.posts = PostLedger(redis)
 
-    # --- intake dedup ----------------------------------------------------------------------
+    # --- intake ------------------------------------------------------------------------------
 
-    def admit(self, keys: list[str], triage_id: str, record: dict[str, Any],
+    def admit(self, event_key: str, delivery_id: str | None, triage_id: str, record: dict[str, Any],
               enqueue: Callable[[Pipeline], Any]) -> str | None:
-        """Claim every key, record the triage and enqueue its job in one MULTI/EXEC, or do nothing.
+        """Claim the run event (and the delivery id), record the triage and enqueue its job in one
+        MULTI/EXEC, or do nothing.
 
         Returns the triage id holding an earlier claim (a duplicate), else None. Because the three
         writes are one transaction, a Redis failure at any point leaves either all of them or none:
         never a claim without a job behind it (a claim that timed out on the client but ran on the
         server has its job too, so answering its redelivery ``duplicate`` is right).
         """
-        full = [f"{PREFIX}{k}" for k in keys]
+        full = ([keyspace.delivery(delivery_id)] if delivery_id else []) + [keyspace.event(event_key)]
         with self.redis.pipeline() as pipe:
             while True:
                 try:
@@ -125,7 +113,7 @@ class Store:
         """Start a new attempt of a triage that will not complete by itself (failed, dead-lettered, or
         with its job lost: the caller has checked that no job of it is alive); False when it is done or
         canceled, or another caller reopened it first."""
-        key = f"{PREFIX}triage:{triage_id}"
+        key = keyspace.triage(triage_id)
         with self.redis.pipeline() as pipe:
             try:
                 pipe.watch(key)
@@ -143,9 +131,11 @@ class Store:
             except WatchError:
                 return False
 
+    # --- triage records (what the operations API lists) -----------------------------------------
+
     def set_status(self, triage_id: str, status: TriageStatus, **fields: Any) -> None:
         """Move a triage to ``status`` (checked against the lifecycle) and record ``fields`` with it."""
-        key = f"{PREFIX}triage:{triage_id}"
+        key = keyspace.triage(triage_id)
         with self.redis.pipeline() as pipe:
             while True:
                 try:
@@ -171,10 +161,8 @@ class Store:
         return True
 
     def triage_status(self, triage_id: str) -> TriageStatus | None:
-        raw = self.redis.hget(f"{PREFIX}triage:{triage_id}", "status")
+        raw = self.redis.hget(keyspace.triage(triage_id), "status")
         return TriageStatus(json.loads(raw)) if raw else None
-
-    # --- triage records (what the operations API will list) -----------------------------------
 
     def save_triage(self, triage_id: str, **fields: Any) -> None:
         """Record fields of a triage (not its status: ``set_status`` checks the move)."""
@@ -184,82 +172,60 @@ class Store:
 
     @staticmethod
     def _record(pipe: Pipeline, triage_id: str, fields: dict[str, Any]) -> None:
-        key = f"{PREFIX}triage:{triage_id}"
+        key = keyspace.triage(triage_id)
         data = {k: json.dumps(v) for k, v in fields.items()}
         data.setdefault("updated_at", json.dumps(time.time()))
         pipe.hset(key, mapping=data)
         pipe.expire(key, RECORD_TTL)
-        pipe.zadd(f"{PREFIX}triages", {triage_id: time.time()}, nx=True)
-        pipe.zremrangebyrank(f"{PREFIX}triages", 0, -TRIAGE_INDEX_MAX - 1)  # bounded: the oldest fall off
-        pipe.expire(f"{PREFIX}triages", RECORD_TTL)
+        pipe.zadd(keyspace.TRIAGES, {triage_id: time.time()}, nx=True)
+        pipe.zremrangebyrank(keyspace.TRIAGES, 0, -TRIAGE_INDEX_MAX - 1)  # bounded: the oldest fall off
+        pipe.expire(keyspace.TRIAGES, RECORD_TTL)
 
     def get_triage(self, triage_id: str) -> dict[str, Any] | None:
-        raw = self.redis.hgetall(f"{PREFIX}triage:{triage_id}")
+        raw = self.redis.hgetall(keyspace.triage(triage_id))
         if not raw:
             return None
         return {k.decode(): json.loads(v) for k, v in raw.items()}
 
-    # --- once per run ---------------------------------------------------------------------------
+    # --- once per run -----------------------------------------------------------------------------
 
-    def claim(self, key: str, value: str) -> bool:
-        """Generic once-only claim (SET NX) with the record TTL."""
-        return bool(self.redis.set(f"{PREFIX}{key}", value, nx=True, ex=RECORD_TTL))
+    def claim_run(self, run_id: int, triage_id: str) -> str:
+        """Claim the triage of a finished run; the triage id that holds it (``triage_id`` if we won)."""
+        key = keyspace.run_claim(run_id)
+        if self.redis.set(key, triage_id, nx=True, ex=RECORD_TTL):
+            return triage_id
+        owner = self.redis.get(key)
+        return owner.decode() if owner is not None else triage_id
 
-    def get(self, key: str) -> str | None:
-        value = self.redis.get(f"{PREFIX}{key}")
-        return value.decode() if value is not None else None
+    def save_evidence(self, triage_id: str, evidence: dict[str, Any]) -> None:
+        """The evidence of a run's failure (``models.evidence_to_dict``), stored once: in the record
+        of the triage that claimed the run (``claim_run``), where ``evidence(run_id)`` finds it."""
+        self.save_triage(triage_id, evidence=evidence)
 
-    def claim_post(self, key: str, ttl: int) -> bool:
-        """Claim a Slack post for sending: only when nobody holds it (absent, or its last try failed).
-
-        The claim reads ``pending`` and lives ``ttl`` seconds, so a worker killed while sending lets a
-        later delivery of the same post try again; once sent, ``put`` records the message's ts for good.
-        """
-        return bool(self._claim_post(keys=[f"{PREFIX}{key}"], args=[ttl]))
-
-    # --- thread order: a story's replies are posted in the order their events happened ----------
-
-    def next_in_thread(self, origin: int) -> int:
-        """The sequence number of a new reply in the story's thread (1, 2, …)."""
-        key = f"{PREFIX}thread:{origin}:seq"
-        pipe = self.redis.pipeline()
-        pipe.incr(key)
-        pipe.expire(key, RECORD_TTL)
-        return int(pipe.execute()[0])
-
-    def thread_turn(self, origin: int, seq: int) -> bool:
-        """Have all replies before ``seq`` been settled (posted, folded, or found already sent)?"""
-        return int(self.redis.get(f"{PREFIX}thread:{origin}:done") or 0) >= seq - 1
-
-    def thread_settled(self, origin: int, seq: int) -> None:
-        self._thread_settled(keys=[f"{PREFIX}thread:{origin}:done", f"{PREFIX}thread:{origin}:settled"],
-                             args=[seq, RECORD_TTL])
-
-    def put(self, key: str, value: str, ttl: int = RECORD_TTL) -> None:
-        self.redis.set(f"{PREFIX}{key}", value, ex=ttl)
-
-    def delete(self, key: str) -> None:
-        self.redis.delete(f"{PREFIX}{key}")
+    def evidence(self, run_id: int) -> dict[str, Any] | None:
+        owner = self.redis.get(keyspace.run_claim(run_id))
+        raw = self.redis.hget(keyspace.triage(owner.decode()), "evidence") if owner else None
+        return json.loads(raw) if raw else None
 
     # --- chains -----------------------------------------------------------------------------------
 
     def link(self, run_id: int) -> ChainLink | None:
-        raw = self.redis.get(f"{PREFIX}chain:{run_id}")
+        raw = self.redis.get(keyspace.chain(run_id))
         return ChainLink(**json.loads(raw)) if raw else None
 
     def set_link(self, run_id: int, link: ChainLink) -> None:
-        self.redis.set(f"{PREFIX}chain:{run_id}", json.dumps(asdict(link)), ex=RECORD_TTL)
+        self.redis.set(keyspace.chain(run_id), json.dumps(asdict(link)), ex=RECORD_TTL)
 
     def story_lock(self, origin: int):
         """Serialise read-modify-write of one chain's story across workers."""
-        return self.redis.lock(f"{PREFIX}lock:story:{origin}", timeout=60, blocking_timeout=60)
+        return self.redis.lock(keyspace.story_lock(origin), timeout=60, blocking_timeout=60)
 
     def story(self, origin: int) -> Story:
-        raw = self.redis.get(f"{PREFIX}story:{origin}")
+        raw = self.redis.get(keyspace.story(origin))
         return Story(**json.loads(raw)) if raw else Story(origin=origin, runs=[origin])
 
     def save_story(self, story: Story) -> None:
-        self.redis.set(f"{PREFIX}story:{story.origin}", json.dumps(asdict(story)), ex=RECORD_TTL)
+        self.redis.set(keyspace.story(story.origin), json.dumps(asdict(story)), ex=RECORD_TTL)
 
     def update_story(self, origin: int, **fields: Any) -> Story:
         """Set some fields of a chain's story under its lock; the updated story is returned."""
@@ -269,3 +235,190 @@ class Store:
                 setattr(story, name, value)
             self.save_story(story)
         return story
+
+
+# --- the retry mutation: claimed before it is sent, its outcome recorded after -----------------------
+
+
+class RetryOutcome(str, Enum):
+    CLAIMED = "claimed"  # a sender holds it: sending now, or stopped before recording what happened
+    ISSUED = "issued"  # Paradime started a new run
+    REFUSED = "refused"  # Paradime answered no: never sent again
+    UNKNOWN = "unknown"  # no clear answer, or the sender stopped in between: a human must look
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class RetryState:
+    """What is known about a run's retry mutation. ``detail``: the new run id (issued), the reason
+    (refused, unknown) or the claiming triage id (claimed)."""
+
+    outcome: RetryOutcome
+    detail: str = ""
+    claimed_at: float | None = None
+
+    def encode(self) -> str:
+        if self.outcome is RetryOutcome.CLAIMED:
+            return f"claimed:{self.detail}:{self.claimed_at:.3f}"
+        sep = ":" if self.outcome is RetryOutcome.ISSUED else ": "
+        return f"{self.outcome}{sep}{self.detail}"
+
+    @classmethod
+    def decode(cls, raw: str) -> RetryState:
+        """The stored forms, unchanged since 0.1 (``claimed:<triage>:<t>``, ``issued:<run>``,
+        ``refused: <why>``, ``unknown: <why>``), so a guard written before an upgrade still holds."""
+        outcome, _, rest = raw.partition(":")
+        if outcome == RetryOutcome.CLAIMED:
+            triage_id, _, at = rest.rpartition(":")
+            return cls(RetryOutcome.CLAIMED, triage_id, float(at or 0))
+        return cls(RetryOutcome(outcome), rest.strip())
+
+    @property
+    def new_run(self) -> int | None:
+        return int(self.detail) if self.outcome is RetryOutcome.ISSUED else None
+
+    def __str__(self) -> str:
+        return self.encode()
+
+
+class RetryGuard:
+    """``bt:retry:<run>`` (the claim, then the outcome) and ``bt:pending:<schedule>`` (a retry of the
+    schedule is in flight: the run a webhook is about may be its result, not yet linked)."""
+
+    def __init__(self, redis: Redis):
+        self.redis = redis
+
+    def claim(self, run_id: int, triage_id: str) -> bool:
+        state = RetryState(RetryOutcome.CLAIMED, triage_id, time.time())
+        return bool(self.redis.set(keyspace.retry(run_id), state.encode(), nx=True, ex=RECORD_TTL))
+
+    def state(self, run_id: int) -> RetryState | None:
+        raw = self.redis.get(keyspace.retry(run_id))
+        return RetryState.decode(raw.decode()) if raw is not None else None
+
+    def record(self, run_id: int, outcome: RetryOutcome, detail: str) -> None:
+        self.redis.set(keyspace.retry(run_id), RetryState(outcome, detail).encode(), ex=RECORD_TTL)
+
+    def release(self, run_id: int) -> None:
+        """Forget a claim whose mutation provably never left: a later attempt may send it."""
+        self.redis.delete(keyspace.retry(run_id))
+
+    def mark_pending(self, schedule: str, run_id: int) -> None:
+        self.redis.set(keyspace.retry_pending(schedule), str(run_id), ex=PENDING_TTL)
+
+    def pending(self, schedule: str) -> bool:
+        return bool(self.redis.exists(keyspace.retry_pending(schedule)))
+
+    def clear_pending(self, schedule: str) -> None:
+        self.redis.delete(keyspace.retry_pending(schedule))
+
+
+# --- Slack posts: one per message id, replies in the order of their events ---------------------------
+
+
+class PostStatus(str, Enum):
+    SENDING = "pending"  # claimed by a delivery, for POST_CLAIM seconds
+    FAILED = "failed"  # its last try failed: a later try may claim it
+    FOLDED = "folded"  # not posted: an incident message tells it
+    POSTED = "posted"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class PostState:
+    status: PostStatus
+    channel: str | None = None
+    ts: str | None = None
+
+    @property
+    def settled(self) -> bool:
+        """Posted or folded: nothing left to send."""
+        return self.status in (PostStatus.POSTED, PostStatus.FOLDED)
+
+
+_CLAIM_POST = """
+local state = redis.call('GET', KEYS[1])
+if state and state ~= 'failed' then return 0 end
+redis.call('SET', KEYS[1], 'pending', 'EX', ARGV[1])
+return 1
+"""
+
+
+_THREAD_SETTLED = """
+redis.call('SADD', KEYS[2], ARGV[1])
+local done = tonumber(redis.call('GET', KEYS[1]) or '0')
+while redis.call('SISMEMBER', KEYS[2], tostring(done + 1)) == 1 do done = done + 1 end
+redis.call('SET', KEYS[1], done, 'EX', ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return done
+"""
+
+
+class PostLedger:
+    """``bt:slack:<message id>`` (claim, then where it was posted), ``bt:parent:<origin>`` (the
+    latest rendering of a story's first message) and ``bt:thread:<origin>:*`` (reply order)."""
+
+    def __init__(self, redis: Redis):
+        self.redis = redis
+        self._claim = redis.register_script(_CLAIM_POST)
+        self._settled = redis.register_script(_THREAD_SETTLED)
+
+    def state(self, message_id: str) -> PostState | None:
+        raw = self.redis.get(keyspace.post(message_id))
+        if raw is None:
+            return None
+        text = raw.decode()
+        if not text.startswith("{"):
+            return PostState(PostStatus(text))
+        where = json.loads(text)
+        return PostState(PostStatus.POSTED, where.get("channel"), where.get("ts"))
+
+    def claim(self, message_id: str, ttl: int) -> bool:
+        """Claim a post for sending: only when nobody holds it (absent, or its last try failed).
+
+        The claim reads ``pending`` and lives ``ttl`` seconds, so a worker killed while sending lets a
+        later delivery of the same post try again; once sent, ``posted`` records its ts for good.
+        """
+        return bool(self._claim(keys=[keyspace.post(message_id)], args=[ttl]))
+
+    def posted(self, message_id: str, channel: str | None, ts: str | None) -> None:
+        self.redis.set(keyspace.post(message_id), json.dumps({"channel": channel, "ts": ts}), ex=RECORD_TTL)
+
+    def mark(self, message_id: str, status: PostStatus) -> None:
+        """Record a post as failed (its claim freed for RQ's next try) or folded into an incident."""
+        self.redis.set(keyspace.post(message_id), str(status), ex=RECORD_TTL)
+
+    def release(self, message_id: str) -> None:
+        """Not sent (rate limited): the rescheduled delivery claims it again."""
+        self.redis.delete(keyspace.post(message_id))
+
+    # the story's first message, as last rendered
+
+    def save_parent(self, origin: int, message: dict[str, Any]) -> None:
+        self.redis.set(keyspace.parent_message(origin), json.dumps(message), ex=RECORD_TTL)
+
+    def parent(self, origin: int) -> dict[str, Any] | None:
+        raw = self.redis.get(keyspace.parent_message(origin))
+        return json.loads(raw) if raw else None
+
+    # thread order
+
+    def next_in_thread(self, origin: int) -> int:
+        """The sequence number of a new reply in the story's thread (1, 2, …)."""
+        key = keyspace.thread(origin, "seq")
+        pipe = self.redis.pipeline()
+        pipe.incr(key)
+        pipe.expire(key, RECORD_TTL)
+        return int(pipe.execute()[0])
+
+    def thread_turn(self, origin: int, seq: int) -> bool:
+        """Have all replies before ``seq`` been settled (posted, folded, or found already sent)?"""
+        return int(self.redis.get(keyspace.thread(origin, "done")) or 0) >= seq - 1
+
+    def thread_settled(self, origin: int, seq: int) -> None:
+        self._settled(keys=[keyspace.thread(origin, "done"), keyspace.thread(origin, "settled")],
+                      args=[seq, RECORD_TTL])

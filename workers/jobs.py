@@ -35,16 +35,13 @@ from triage.models import (
 )
 from triage.paradime import AmbiguousMutation
 from triage.routing import mentions_for
-from triage.store import ChainLink, Story
+from triage.store import ChainLink, RetryOutcome, Story
 from triage.summary import run_link, simple_message, verdict_line
 from triage.webhook import STARTED, WebhookEvent
 from workers import context, notify
 from workers.context import Context
 
 log = logging.getLogger("workers.jobs")
-
-PENDING_TTL = 120  # seconds a schedule is marked "retry being issued"
-
 
 class TriageFailed(Exception):
     """Raised to file the job in RQ's failed registry with a clear reason."""
@@ -76,7 +73,6 @@ def triage_webhook(triage_id: str, event: dict[str, Any], check: int = 0) -> dic
                 raise TriageFailed(f"triage {triage_id}: {exc}") from None
             log.warning("%s; trying the whole triage again in %gs", exc, recheck[check])
             result = _again(ctx, triage_id, ev, check, f"upstream error: {exc}")
-        outcome = {k: v for k, v in result.items() if k != "evidence"}
         fields = {"outcome": result["status"], **{k: v for k, v in result.items() if k != "status"}}
         now = ctx.store.triage_status(triage_id)
         if result["status"] == "waiting":
@@ -87,8 +83,8 @@ def triage_webhook(triage_id: str, event: dict[str, Any], check: int = 0) -> dic
         else:
             now = TriageStatus.DONE
             ctx.store.advance(triage_id, now, finished_at=time.time(), **fields)
-        log.info("triage %s: %s", now, json.dumps(outcome)[:500])
-        return outcome
+        log.info("triage %s: %s", now, json.dumps(result)[:500])
+        return result
 
 
 def _no_more_attempts() -> None:
@@ -168,16 +164,15 @@ def _triage(ctx: Context, triage_id: str, ev: WebhookEvent, check: int) -> dict[
         if check < len(ctx.settings.paradime.recheck_seconds):
             return _again(ctx, triage_id, ev, check, f"run {run_id} is {status.state}")
         raise UpstreamError(f"run {run_id} still {status.state} after {check} re-checks", retryable=False)
-    pending = link is None and ev.schedule_name and ctx.store.get(f"pending:{ev.schedule_name}")
+    pending = link is None and ev.schedule_name and ctx.store.retries.pending(ev.schedule_name)
     if pending and check < len(ctx.settings.paradime.recheck_seconds):
         # The retry mutation for this schedule is in flight: this run may be its result, not yet linked.
         return _again(ctx, triage_id, ev, check, "a retry of this schedule is being recorded")
 
-    if not ctx.store.claim(f"triaged:{run_id}", triage_id):
-        owner = ctx.store.get(f"triaged:{run_id}")
-        if owner != triage_id:
-            log.info("run %s is already triaged by %s; nothing to do", run_id, owner)
-            return {"status": "duplicate", "run_id": run_id, "triaged_by": owner}
+    owner = ctx.store.claim_run(run_id, triage_id)
+    if owner != triage_id:
+        log.info("run %s is already triaged by %s; nothing to do", run_id, owner)
+        return {"status": "duplicate", "run_id": run_id, "triaged_by": owner}
 
     link = link or ChainLink(origin=run_id, attempt=0)
     if link.attempt == 0:
@@ -209,7 +204,7 @@ def _triage(ctx: Context, triage_id: str, ev: WebhookEvent, check: int) -> dict[
         "status": "triaged", "run_id": run_id, "origin": link.origin, "attempt": link.attempt,
         "action": decision.action, "reason_code": str(decision.code), "reason": decision.reason,
         "backoff_seconds": decision.backoff_seconds,
-        "failures": len(evidence.failures), "evidence": evidence_to_dict(evidence),
+        "failures": len(evidence.failures),  # the evidence itself: Store.save_evidence, in _act
     }
 
 
@@ -224,7 +219,7 @@ def _act(ctx: Context, triage_id: str, ev: WebhookEvent, run_id: int, link: Chai
         story = ctx.store.story(link.origin)
         story.schedule_name = story.schedule_name or ev.schedule_name
         story.branch = story.branch or ev.branch
-        ctx.store.put(f"evidence:{run_id}", json.dumps(evidence_to_dict(evidence)))
+        ctx.store.save_evidence(triage_id, evidence_to_dict(evidence))
         if story.attempts <= link.attempt:  # a re-run of an older triage must not rewrite a newer outcome
             story.status = StoryStatus.RETRYING if retrying else (
                 StoryStatus.GAVE_UP if link.attempt else StoryStatus.NOT_RETRIED)
@@ -246,7 +241,7 @@ def _schedule_retry(ctx: Context, triage_id: str, run_id: int, link: ChainLink, 
                     schedule_name: str | None) -> None:
     """Enqueue ``perform_retry`` once per run (a fixed job id; the mutation itself is guarded too)."""
     job_id = f"retry-{run_id}"
-    if ctx.store.get(f"retry:{run_id}") or Job.exists(job_id, connection=ctx.store.redis):
+    if ctx.store.retries.state(run_id) or Job.exists(job_id, connection=ctx.store.redis):
         log.info("retry of run %s already scheduled or issued", run_id)
         return
     args = (triage_id, run_id, link.origin, decision.attempt, decision.action, schedule_name)
@@ -263,7 +258,7 @@ def _schedule_retry(ctx: Context, triage_id: str, run_id: int, link: ChainLink, 
 
 def _failed_in(ctx: Context, run_id: int) -> tuple[list[str], list[str]]:
     """(failed nodes, failed commands) of a triaged run, from its stored evidence."""
-    evidence = json.loads(ctx.store.get(f"evidence:{run_id}") or '{"failures": []}')
+    evidence = ctx.store.evidence(run_id) or {"failures": []}
     return (sorted({f["node"] for f in evidence["failures"] if f.get("node")}),
             sorted({f["command"] for f in evidence["failures"]}))
 
@@ -282,7 +277,7 @@ def _recovered(ctx: Context, run_id: int, link: ChainLink) -> dict[str, Any]:
         sentence = f"Recovered on retry {link.attempt} — {what} failed transiently"
     log.info("run %s succeeded: chain %s recovered", run_id, link.origin)
     body = f"Run {run_link(run_id)} (retry {link.attempt} of run {link.origin}) succeeded. {sentence}."
-    notify.note(ctx, f"slack:{run_id}:recovered",
+    notify.note(ctx, f"{run_id}:recovered",
                 simple_message("recovered", f"{story.schedule_name or 'Bolt run'} recovered", body), story=story,
                 quiet_in_incident=True)
     notify.refresh(ctx, story, ("recovered", sentence))
@@ -304,7 +299,7 @@ def _give_up(ctx: Context, triage_id: str, ev: WebhookEvent, reason: str) -> Non
     message = simple_message("error", f"Could not triage {what}", reason,
                              mentions=mentions_for(ctx.settings.slack, "error", []))
     try:
-        notify.note(ctx, f"slack:{triage_id}:could-not-triage", message)
+        notify.note(ctx, f"{triage_id}:could-not-triage", message)
     except Exception as exc:  # Redis gone too: the log and the failed registry still tell
         log.error("could not queue the Slack note: %s", exc)
 
@@ -326,12 +321,13 @@ def perform_retry(triage_id: str, run_id: int, origin: int, attempt: int, action
         if ctx.store.triage_status(triage_id) is TriageStatus.CANCELED:
             log.info("retry of run %s canceled; not sent", run_id)
             return {"status": "canceled"}
-        key = f"retry:{run_id}"
         story = ctx.store.story(origin)
-        if not ctx.store.claim(key, f"claimed:{triage_id}:{time.time():.3f}"):
-            state = ctx.store.get(key) or ""
-            if state.startswith("claimed:"):
-                since = time.time() - float(state.rsplit(":", 1)[-1])
+        if not ctx.store.retries.claim(run_id, triage_id):
+            state = ctx.store.retries.state(run_id)
+            if state is None:  # released since (never sent): RQ's next try of the sender sends it
+                return {"status": "already", "guard": "released"}
+            if state.outcome is RetryOutcome.CLAIMED:
+                since = time.time() - (state.claimed_at or 0)
                 window = _in_flight_seconds(ctx)
                 if since < window:  # its sender may still be waiting for Paradime: look again after
                     _check_later(ctx, (triage_id, run_id, origin, attempt, action, schedule_name), window - since)
@@ -340,43 +336,44 @@ def perform_retry(triage_id: str, run_id: int, origin: int, attempt: int, action
                 _interrupted(ctx, triage_id, run_id, story)
                 return {"status": "unknown", "reason": "interrupted between claim and outcome"}
             log.info("retry of run %s not sent again (%s)", run_id, state)
-            return {"status": "already", "guard": state}
-        result = _send_retry(ctx, triage_id, key, run_id, origin, attempt, action, schedule_name, story)
+            return {"status": "already", "guard": str(state)}
+        result = _send_retry(ctx, run_id, origin, attempt, action, schedule_name, story)
         ctx.store.advance(triage_id, TriageStatus.RETRIED, retry=result)
         ctx.store.advance(triage_id, TriageStatus.DONE, finished_at=time.time())
         return result
 
 
-def _send_retry(ctx: Context, triage_id: str, key: str, run_id: int, origin: int, attempt: int, action: str,
+def _send_retry(ctx: Context, run_id: int, origin: int, attempt: int, action: str,
                 schedule_name: str | None, story: Story) -> dict[str, Any]:
+    guard = ctx.store.retries
     if schedule_name:
-        ctx.store.put(f"pending:{schedule_name}", str(run_id), ttl=PENDING_TTL)
+        guard.mark_pending(schedule_name, run_id)
     try:
         if action == "trigger":
             new_run = ctx.paradime.trigger_run(schedule_name or "")
         else:
             new_run = ctx.paradime.retry_run(run_id)
     except AmbiguousMutation as exc:
-        ctx.store.put(key, f"unknown: {exc}")
+        guard.record(run_id, RetryOutcome.UNKNOWN, str(exc))
         _conclude(ctx, story, StoryStatus.NEEDS_HUMAN,
                   f"The retry request for run {run_id} got no clear answer ({exc}). It may have started a run; "
                   f"check the runs of {_schedule(story)} in Bolt ({run_link(run_id)}). Not retrying again.")
         return {"status": "unknown", "reason": str(exc)}
     except UpstreamError as exc:
         if exc.retryable:  # it never reached Paradime: a later attempt may send it
-            ctx.store.delete(key)
+            guard.release(run_id)
             job = get_current_job()
             if job is None or not job.retries_left:
                 _conclude(ctx, story, StoryStatus.GAVE_UP, f"Could not retry run {run_id}: {exc}")
             raise TriageFailed(f"retry of run {run_id}: {exc}") from None
-        ctx.store.put(key, f"refused: {exc}")
+        guard.record(run_id, RetryOutcome.REFUSED, str(exc))
         _conclude(ctx, story, StoryStatus.GAVE_UP, f"Paradime refused to retry run {run_id}: {exc}")
         return {"status": "refused", "reason": str(exc)}
     finally:
         if schedule_name:
-            ctx.store.delete(f"pending:{schedule_name}")
+            guard.clear_pending(schedule_name)
 
-    ctx.store.put(key, f"issued:{new_run}")
+    guard.record(run_id, RetryOutcome.ISSUED, str(new_run))
     ctx.store.set_link(new_run, ChainLink(origin=origin, attempt=attempt, parent=run_id, via=action))
     if action == "retry":
         ctx.history.record_retry(run_id, _failed_in(ctx, run_id)[0])
@@ -389,7 +386,7 @@ def _send_retry(ctx: Context, triage_id: str, key: str, run_id: int, origin: int
     log.info("%s run %s: new run %s (retry %d of chain %s)", verb, run_id, new_run, attempt, origin)
     if ctx.slack.threads:
         note = simple_message("info", f"Retry {attempt} started", f"{verb.capitalize()}: new {run_link(new_run)}.")
-        notify.note(ctx, f"slack:{run_id}:retry-started", note, story=story, quiet_in_incident=True)
+        notify.note(ctx, f"{run_id}:retry-started", note, story=story, quiet_in_incident=True)
     return {"status": "issued", "new_run_id": new_run, "attempt": attempt}
 
 
@@ -414,7 +411,7 @@ def _interrupted(ctx: Context, triage_id: str, run_id: int, story: Story) -> Non
     """The claim has no outcome: whoever held it stopped between claiming and recording."""
     log.warning("retry of run %s was claimed but its outcome never recorded: it may or may not have been sent",
                 run_id)
-    ctx.store.put(f"retry:{run_id}", "unknown: interrupted before the outcome was recorded")
+    ctx.store.retries.record(run_id, RetryOutcome.UNKNOWN, "interrupted before the outcome was recorded")
     _conclude(ctx, story, StoryStatus.NEEDS_HUMAN,
               f"The retry of run {run_id} may or may not have been sent: the worker sending it stopped before "
               f"Paradime's answer was recorded. Check the runs of {_schedule(story)} in Bolt "
@@ -430,11 +427,11 @@ def retry_failed(job: Job, connection: Any, exc_type: type, exc: BaseException, 
         if job.retries_left:
             return  # RQ runs it again; the claim tells that attempt what happened
         ctx = context.current()
-        state = ctx.store.get(f"retry:{run_id}") or ""
+        state = ctx.store.retries.state(run_id)
         story = ctx.store.story(origin)
-        if state.startswith("claimed:"):
+        if state is not None and state.outcome is RetryOutcome.CLAIMED:
             _interrupted(ctx, triage_id, run_id, story)
-        elif not state and story.status not in (StoryStatus.GAVE_UP, StoryStatus.NEEDS_HUMAN):
+        elif state is None and story.status not in (StoryStatus.GAVE_UP, StoryStatus.NEEDS_HUMAN):
             _conclude(ctx, story, StoryStatus.GAVE_UP,
                       f"Could not retry run {run_id}: {_failure_reason(exc_type, exc)}")
         ctx.store.advance(triage_id, TriageStatus.DONE, outcome="retry_failed", finished_at=time.time())
@@ -444,10 +441,10 @@ def _conclude(ctx: Context, story: Story, status: StoryStatus, sentence: str) ->
     """The chain ends without a retry result: the story says why, in its thread, mentioning its owners."""
     log.warning(sentence)
     story = ctx.store.update_story(story.origin, status=status)
-    raw = ctx.store.get(f"evidence:{story.origin}")
-    failures = evidence_from_dict(json.loads(raw)).failures if raw else []
+    stored = ctx.store.evidence(story.origin)
+    failures = evidence_from_dict(stored).failures if stored else []
     mentions = mentions_for(ctx.settings.slack, str(status), failures)
-    notify.note(ctx, f"slack:{story.origin}:conclusion:{status}",
+    notify.note(ctx, f"{story.origin}:conclusion:{status}",
                 simple_message("error", f"{story.schedule_name or 'Bolt run'}: retry not done", sentence,
                                mentions=mentions), story=story)
     notify.refresh(ctx, story, (str(status), sentence))
