@@ -27,6 +27,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq.registry import ScheduledJobRegistry
 from rq.scheduler import RQScheduler
+from rq.utils import utcparse
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 from triage import broker, keyspace, metrics
@@ -99,8 +100,7 @@ def live_workers(redis: Redis, within: float = HEARTBEAT_SECONDS) -> int:
     alive = 0
     for raw in pipe.execute():
         if raw:
-            beat = datetime.strptime(raw.decode(), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
-            alive += (now - beat).total_seconds() <= within
+            alive += (now - utcparse(raw.decode())).total_seconds() <= within
     return alive
 
 
