@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 from triage import broker, logs, metrics, monitoring
 from triage.config import Settings, Verification, load_settings, require_web
 from triage.intake import bp as intake_bp
+from triage.statuspage import bp as statuspage_bp
 from triage.store import Store
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
     app.teardown_request(logs.untag)
     app.register_blueprint(intake_bp)
     app.register_blueprint(monitoring.bp)
+    app.register_blueprint(statuspage_bp)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

@@ -157,6 +157,7 @@ class Settings:
     jobs: JobPolicy = JobPolicy()
     admin_token: str | None = None
     read_token: str | None = None  # GET-only access: /metrics when monitoring.metrics_auth is token
+    session_secret: str | None = None  # signs the status page's session cookie (triage.statuspage)
     monitoring: MonitoringSettings = MonitoringSettings()
     config_path: Path | None = None  # the user's policy file; None = shipped defaults only
     queue_name: str = "triage"
@@ -308,6 +309,7 @@ def load_settings(environ: Mapping[str, str] | None = None, path: str | Path | N
         rules_files=resolve_rules_files(doc["classification"], user_path.parent if user_path else None),
         admin_token=_env(environ, "TRIAGE_ADMIN_TOKEN"),
         read_token=_env(environ, "TRIAGE_READ_TOKEN"),
+        session_secret=_env(environ, "TRIAGE_SESSION_SECRET"),
         monitoring=_monitoring_settings(doc["monitoring"], environ),
         config_path=user_path,
     )
@@ -434,6 +436,8 @@ def require_web(settings: Settings) -> None:
         raise ConfigError("PARADIME_WEBHOOK_TOKEN: required by webhook.verification: token")
     if settings.monitoring.metrics_auth is MetricsAuth.TOKEN and not (settings.read_token or settings.admin_token):
         raise ConfigError("TRIAGE_READ_TOKEN: required by monitoring.metrics_auth: token (or TRIAGE_ADMIN_TOKEN)")
+    if settings.session_secret is not None and len(settings.session_secret) < 32:
+        raise ConfigError("TRIAGE_SESSION_SECRET: at least 32 characters (e.g. `openssl rand -hex 32`)")
 
 
 def require_worker(settings: Settings) -> list[str]:

@@ -156,7 +156,7 @@ def secrets_of(settings: Any) -> list[str]:
     ):
         part = getattr(settings, section, None)
         found.extend(getattr(part, name, None) for name in names)
-    found.extend(getattr(settings, name, None) for name in ("admin_token", "read_token"))
+    found.extend(getattr(settings, name, None) for name in ("admin_token", "read_token", "session_secret"))
     redis_url = getattr(settings, "redis_url", None)
     if isinstance(redis_url, str):
         with contextlib.suppress(ValueError):
