@@ -19,11 +19,13 @@ $(STAMP): pyproject.toml config/requirements-dev.txt
 demo: $(STAMP)          ## run the whole service on embedded Redis + simulators
 	$(BIN)/triage demo
 
-test: $(STAMP)          ## run the test suite (Redis: 127.0.0.1:6379 db 15, else a private one)
-	$(BIN)/python -m pytest -q
+# Four pytest-xdist workers on two cores: most tests wait on sockets, RQ's scheduler or a killed
+# process, not on the CPU (the suite took 3.7 min this way against 10.6 min in one process).
+test: $(STAMP)          ## run the test suite (Redis: 127.0.0.1:6379 dbs 15..12, else a private one)
+	$(BIN)/python -m pytest -q -n 4 --dist worksteal
 
 test-fast: $(STAMP)     ## the suite without the slow (wheel, venv, fault) tests
-	$(BIN)/python -m pytest -q -m 'not slow'
+	$(BIN)/python -m pytest -q -n 4 --dist worksteal -m 'not slow'
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

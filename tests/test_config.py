@@ -196,3 +196,26 @@ def test_web_app_refuses_to_start_with_a_bad_config(tmp_path):
 
     with pytest.raises(ConfigError, match="retry.max_attemps: unknown key"):
         create_app(load_settings(BASE_ENV, path=write(tmp_path, {"retry": {"max_attemps": 3}})))
+
+
+def test_every_shipped_policy_key_is_read_by_one_settings_field():
+    """One schema: the shipped YAML names each key and its default once; the settings classes name
+    its check. A key in the file that no field reads (or a field whose key is not in the file) fails."""
+    from dataclasses import fields
+
+    from triage import config
+
+    def leaves(doc, prefix=""):
+        for key, value in doc.items():
+            path = f"{prefix}{key}"
+            if isinstance(value, dict) and value:
+                yield from leaves(value, path + ".")
+            else:
+                yield path
+
+    read = {f.metadata["policy"] for cls in (config.RetryPolicy, config.JobPolicy, config.WebhookSettings,
+                                            config.ParadimeSettings, config.SlackSettings, config.MonitoringSettings)
+            for f in fields(cls) if "policy" in f.metadata}
+    by_hand = {"webhook.verification", "slack.channel", "classification.shipped_rules", "classification.rules_files"}
+    shipped = set(leaves(config.load_policy()[0]))
+    assert read | by_hand == shipped

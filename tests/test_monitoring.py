@@ -222,7 +222,7 @@ def test_token_mode_without_a_token_refuses_to_start(service_env, monkeypatch):
     with pytest.raises(ConfigError, match=r"^TRIAGE_READ_TOKEN: required by monitoring.metrics_auth: token"):
         create_app(load_settings())
     monkeypatch.setenv("TRIAGE_METRICS_AUTH", "tokn")
-    with pytest.raises(ConfigError, match=r"^monitoring.metrics_auth: 'tokn' is not one of open, token"):
+    with pytest.raises(ConfigError, match=r"^TRIAGE_METRICS_AUTH: 'tokn' is not one of open, token"):
         load_settings()
 
 

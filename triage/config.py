@@ -6,18 +6,18 @@ with a message naming the key instead of surfacing at 3 a.m. inside a job.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
-from redis import ConnectionPool
 
 from triage.errors import ConfigError
 
@@ -30,6 +30,83 @@ DEFAULTS_DIR = Path(__file__).resolve().parent / "defaults"
 DEFAULT_POLICY = DEFAULTS_DIR / "triage.yaml"
 SHIPPED_RULES = DEFAULTS_DIR / "rules.yaml"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+# --- one schema ------------------------------------------------------------------------------
+#
+# The shipped ``defaults/triage.yaml`` is the schema: its sections and keys are the only ones a policy
+# may hold, and its values are the defaults. A settings field that comes from the policy names its key
+# and its check (``policy(...)`` below); its default is read from the shipped file, so a key, its type
+# and its default are each written once.
+
+Check = Callable[[Any, str], Any]
+
+
+def whole(minimum: int = 0) -> Check:
+    def check(value: Any, name: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ConfigError(f"{name}: expected a whole number >= {minimum}, got {value!r}")
+        return value
+    return check
+
+
+def flag(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name}: expected true or false, got {value!r}")
+    return value
+
+
+def positive(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(f"{name}: expected a positive number, got {value!r}")
+    return float(value)
+
+
+def seconds(value: Any, name: str) -> tuple[float, ...]:
+    """A number or a non-empty list of numbers of seconds (``[60, 300]``: the last one repeats)."""
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise ConfigError(f"{name}: expected a number or a non-empty list of numbers")
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, int | float) or item < 0:
+            raise ConfigError(f"{name}: expected seconds >= 0, got {item!r}")
+    return tuple(float(i) for i in items)
+
+
+def choice(*options: str) -> Check:
+    def check(value: Any, name: str) -> str:
+        if value not in options:
+            raise ConfigError(f"{name}: {value!r} is not one of {', '.join(options)}")
+        return value
+    return check
+
+
+def _lookup(doc: Mapping[str, Any], path: str) -> Any:
+    for part in path.split("."):
+        doc = doc.get(part) if isinstance(doc, Mapping) else None
+    return doc
+
+
+def _read_shipped() -> dict[str, Any]:
+    return yaml.load(DEFAULT_POLICY.read_text(encoding="utf-8"), Loader=SafeLoader)
+
+
+_SHIPPED = _read_shipped()
+
+
+def policy(path: str, check: Check) -> Any:
+    """A settings field read from the policy at ``path`` (``section.key``, or deeper) through ``check``,
+    defaulting to the shipped file's value (checked too: a bad shipped default fails at import)."""
+    default = check(_lookup(_SHIPPED, path), path)
+    spec = {"default_factory": lambda: default} if isinstance(default, dict | list) else {"default": default}
+    return field(metadata={"policy": path, "check": check}, **spec)
+
+
+def from_policy(cls: type, doc: Mapping[str, Any], **others: Any) -> Any:
+    """``cls`` with every ``policy(...)`` field read and checked from the layered ``doc``."""
+    values = {f.name: f.metadata["check"](_lookup(doc, f.metadata["policy"]), f.metadata["policy"])
+              for f in fields(cls) if "policy" in f.metadata}
+    return cls(**values, **others)
 
 
 class Verification(str, Enum):
@@ -45,11 +122,13 @@ class Verification(str, Enum):
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    max_attempts: int = 2
-    backoff_seconds: tuple[float, ...] = (60.0, 300.0)
-    retry_unknown: bool = False
-    retry_unknown_if_flaky: bool = False  # an unknown failure of a node known to be flaky gets its retry
-    give_up_after_unrecovered: int = 3  # a node retried this often without ever recovering: stop (0 = never)
+    max_attempts: int = policy("retry.max_attempts", whole())
+    backoff_seconds: tuple[float, ...] = policy("retry.backoff_seconds", seconds)
+    retry_unknown: bool = policy("retry.retry_unknown", flag)
+    #: an unknown failure of a node known to be flaky gets its retry
+    retry_unknown_if_flaky: bool = policy("retry.retry_unknown_if_flaky", flag)
+    #: a node retried this often without ever recovering: stop (0 = never)
+    give_up_after_unrecovered: int = policy("retry.give_up_after_unrecovered", whole())
 
     def backoff_for(self, attempt: int) -> float:
         """Seconds to wait before automatic retry number ``attempt`` (1-based); the last value repeats."""
@@ -62,8 +141,8 @@ class RetryPolicy:
 class JobPolicy:
     """How often RQ attempts one triage job (a dead worker's job included) before it is dead-lettered."""
 
-    attempts: int = 3
-    retry_intervals: tuple[float, ...] = (10.0, 60.0)
+    attempts: int = policy("jobs.attempts", whole(1))
+    retry_intervals: tuple[float, ...] = policy("jobs.retry_intervals", seconds)
 
 
 @dataclass(frozen=True)
@@ -71,8 +150,8 @@ class WebhookSettings:
     verification: Verification | None = None  # None: neither secret nor token set (the web refuses to start)
     secret: str | None = None
     token: str | None = None
-    max_body_bytes: int = 1_048_576
-    dedup_ttl_seconds: int = 604_800
+    max_body_bytes: int = policy("webhook.max_body_bytes", whole(1024))
+    dedup_ttl_seconds: int = policy("webhook.dedup_ttl_seconds", whole(60))
 
 
 @dataclass(frozen=True)
@@ -80,12 +159,12 @@ class ParadimeSettings:
     endpoint: str | None = None
     api_key: str | None = None
     api_secret: str | None = None
-    timeout_seconds: float = 15.0
-    max_attempts: int = 4
-    artifact_max_bytes: int = 50 * 1024 * 1024
-    manifest_max_bytes: int = 1024 * 1024 * 1024  # streamed, never held in memory
-    recheck_seconds: tuple[float, ...] = (10.0, 30.0, 60.0, 120.0, 300.0)
-    retry_base_seconds: float = 1.0  # first pause between API attempts; doubles each time
+    timeout_seconds: float = policy("paradime.timeout_seconds", positive)
+    max_attempts: int = policy("paradime.max_attempts", whole(1))
+    artifact_max_bytes: int = policy("paradime.artifact_max_bytes", whole(1024))
+    manifest_max_bytes: int = policy("paradime.manifest_max_bytes", whole(1024))  # streamed, never held
+    recheck_seconds: tuple[float, ...] = policy("paradime.recheck_seconds", seconds)
+    retry_base_seconds: float = policy("paradime.retry_base_seconds", positive)  # doubles each time
 
     @property
     def configured(self) -> bool:
@@ -102,21 +181,73 @@ class Route:
     tag: str | None = None
 
 
+_SLACK_ID = re.compile(r"^[UWS][A-Z0-9]{2,}$")
+
+
+def slack_mention(value: str, where: str) -> str:
+    """``U…``/``W…`` (a user) → ``<@U…>``, ``S…`` (a user group) → ``<!subteam^S…>``; ``<…>`` kept."""
+    value = value.strip()
+    if value.startswith("<") and value.endswith(">"):
+        return value
+    if not _SLACK_ID.match(value):
+        raise ConfigError(f"{where}: {value!r} is not a Slack user (U…/W…) or user-group (S…) id")
+    return f"<!subteam^{value}>" if value.startswith("S") else f"<@{value}>"
+
+
+def _routes(value: Any, name: str = "slack.routes") -> tuple[Route, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ConfigError(f"{name}: expected a list, got {type(value).__name__}")
+    routes = []
+    for i, item in enumerate(value):
+        where = f"{name}[{i}]"
+        if not isinstance(item, Mapping):
+            raise ConfigError(f"{where}: expected a mapping with channel and schedule or tag")
+        unknown = set(item) - {"channel", "schedule", "tag"}
+        if unknown:
+            raise ConfigError(f"{where}.{sorted(unknown)[0]}: unknown key (allowed: channel, schedule, tag)")
+        if not isinstance(item.get("channel"), str) or not item["channel"]:
+            raise ConfigError(f"{where}.channel: required (a channel name or id)")
+        if not (isinstance(item.get("schedule"), str) or isinstance(item.get("tag"), str)):
+            raise ConfigError(f"{where}: needs a schedule (glob) or a tag")
+        routes.append(Route(channel=item["channel"], schedule=item.get("schedule"), tag=item.get("tag")))
+    return tuple(routes)
+
+
+def _owners(value: Any, name: str = "slack.owners") -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{name}: expected a mapping of owner -> Slack id, got {type(value).__name__}")
+    return {str(k): slack_mention(str(v), f"{name}.{k}") for k, v in value.items()}
+
+
+def _mentions(value: Any, name: str) -> tuple[str, ...]:
+    value = value or []
+    if not isinstance(value, list) or not all(isinstance(m, str) for m in value):
+        raise ConfigError(f"{name}: expected a list of Slack ids, got {value!r}")
+    return tuple(slack_mention(m, name) for m in value)
+
+
+
 @dataclass(frozen=True)
 class SlackSettings:
     webhook_url: str | None = None
     bot_token: str | None = None
     channel: str | None = None
     api_url: str | None = None
-    routes: tuple[Route, ...] = ()
-    owners: dict[str, str] = field(default_factory=dict)  # owner (manifest) -> Slack mention
-    fallback_mentions: tuple[str, ...] = ()  # when a human is needed and no owner is known
-    mention_when: str = "needs_human"  # needs_human | always | never
-    storm_window_seconds: int = 900
-    storm_min_schedules: int = 3  # 0 disables incident grouping
-    storm_hold_seconds: int = 60  # a "retrying" alert waits this long, in case a storm folds it into an incident
-    repeat_interval_seconds: int = 21_600  # 0 disables repeat suppression
-    per_channel_interval_seconds: float = 1.0
+    routes: tuple[Route, ...] = policy("slack.routes", _routes)
+    owners: dict[str, str] = policy("slack.owners", _owners)  # owner (manifest) -> Slack mention
+    #: when a human is needed and no owner is known
+    fallback_mentions: tuple[str, ...] = policy("slack.fallback_mentions", _mentions)
+    mention_when: str = policy("slack.mention_when", choice("needs_human", "always", "never"))
+    storm_window_seconds: int = policy("slack.storm.window_seconds", whole(1))
+    storm_min_schedules: int = policy("slack.storm.min_schedules", whole())  # 0 disables incident grouping
+    #: a "retrying" alert waits this long, in case a storm folds it into an incident
+    storm_hold_seconds: int = policy("slack.storm.hold_seconds", whole())
+    repeat_interval_seconds: int = policy("slack.repeat_interval_seconds", whole())  # 0 disables
+    per_channel_interval_seconds: float = policy("slack.per_channel_interval_seconds", positive)
 
     @property
     def mode(self) -> str:
@@ -138,12 +269,17 @@ class MetricsAuth(str, Enum):
         return self.value
 
 
+def _metrics_auth(value: Any, name: str) -> MetricsAuth:
+    return MetricsAuth(choice(*(a.value for a in MetricsAuth))(value, name))
+
+
 @dataclass(frozen=True)
 class MonitoringSettings:
     """``/metrics`` and ``/readyz`` (triage.monitoring)."""
 
-    metrics_auth: MetricsAuth = MetricsAuth.OPEN
-    ready_max_queue_depth: int = 1000  # /readyz is 503 while a queue holds more waiting jobs
+    metrics_auth: MetricsAuth = policy("monitoring.metrics_auth", _metrics_auth)
+    #: /readyz is 503 while a queue holds more waiting jobs
+    ready_max_queue_depth: int = policy("monitoring.ready_max_queue_depth", whole(1))
 
 
 @dataclass(frozen=True)
@@ -207,7 +343,7 @@ def _layer(defaults: Mapping[str, Any], user: Any, where: str = "") -> dict[str,
 
 def load_policy(path: str | Path | None = None) -> tuple[dict[str, Any], Path | None]:
     """The shipped defaults with the user's policy file (if any) layered over them."""
-    doc = _read_yaml(DEFAULT_POLICY, "shipped policy")
+    doc = copy.deepcopy(_SHIPPED)
     if path is None:
         return doc, None
     user_path = Path(path).expanduser().resolve()
@@ -220,7 +356,7 @@ def load_policy(path: str | Path | None = None) -> tuple[dict[str, Any], Path | 
 def resolve_rules_files(classification: Mapping[str, Any], base: Path | None) -> tuple[Path, ...]:
     """The rule files to load, in order: the shipped set (unless turned off), then the user's,
     relative paths read from the user's policy folder."""
-    shipped = _bool(classification, "shipped_rules", "classification")
+    shipped = flag(classification.get("shipped_rules"), "classification.shipped_rules")
     files = classification.get("rules_files") or []
     if not isinstance(files, list) or not all(isinstance(f, str) and f for f in files):
         raise ConfigError(f"classification.rules_files: expected a list of paths, got {files!r}")
@@ -250,38 +386,6 @@ def configured_rules_files(environ: Mapping[str, str] | None = None) -> tuple[Pa
     return resolve_rules_files(doc["classification"], user_path.parent if user_path else None)
 
 
-def _int(section: Mapping[str, Any], key: str, where: str, minimum: int = 0) -> int:
-    value = section.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{where}.{key}: expected a whole number >= {minimum}, got {value!r}")
-    return value
-
-
-def _bool(section: Mapping[str, Any], key: str, where: str) -> bool:
-    value = section.get(key)
-    if not isinstance(value, bool):
-        raise ConfigError(f"{where}.{key}: expected true or false, got {value!r}")
-    return value
-
-
-def _number(section: Mapping[str, Any], key: str, where: str) -> float:
-    value = section.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ConfigError(f"{where}.{key}: expected a positive number, got {value!r}")
-    return float(value)
-
-
-def _seconds_list(section: Mapping[str, Any], key: str, where: str) -> tuple[float, ...]:
-    value = section.get(key)
-    items = value if isinstance(value, list) else [value]
-    if not items:
-        raise ConfigError(f"{where}.{key}: expected a number or a non-empty list of numbers")
-    for item in items:
-        if isinstance(item, bool) or not isinstance(item, int | float) or item < 0:
-            raise ConfigError(f"{where}.{key}: expected seconds >= 0, got {item!r}")
-    return tuple(float(i) for i in items)
-
-
 def _env(environ: Mapping[str, str], name: str) -> str | None:
     value = environ.get(name, "").strip()
     return value or None
@@ -300,41 +404,30 @@ def load_settings(environ: Mapping[str, str] | None = None, path: str | Path | N
     check_redis_url(redis_url)
     return Settings(
         redis_url=redis_url,
-        retry=_retry_policy(doc["retry"]),
-        jobs=JobPolicy(attempts=_int(doc["jobs"], "attempts", "jobs", minimum=1),
-                       retry_intervals=_seconds_list(doc["jobs"], "retry_intervals", "jobs")),
-        webhook=_webhook_settings(doc["webhook"], environ),
-        paradime=_paradime_settings(doc["paradime"], environ),
-        slack=_slack_settings(doc["slack"], environ),
+        retry=from_policy(RetryPolicy, doc),
+        jobs=from_policy(JobPolicy, doc),
+        webhook=_webhook_settings(doc, environ),
+        paradime=from_policy(ParadimeSettings, doc, endpoint=_env(environ, "PARADIME_API_ENDPOINT"),
+                             api_key=_env(environ, "PARADIME_API_KEY"),
+                             api_secret=_env(environ, "PARADIME_API_SECRET")),
+        slack=_slack_settings(doc, environ),
         rules_files=resolve_rules_files(doc["classification"], user_path.parent if user_path else None),
         admin_token=_env(environ, "TRIAGE_ADMIN_TOKEN"),
         read_token=_env(environ, "TRIAGE_READ_TOKEN"),
         session_secret=_env(environ, "TRIAGE_SESSION_SECRET"),
-        monitoring=_monitoring_settings(doc["monitoring"], environ),
+        monitoring=_monitoring_settings(doc, environ),
         config_path=user_path,
     )
 
 
-def _retry_policy(r: Mapping[str, Any]) -> RetryPolicy:
-    return RetryPolicy(
-        max_attempts=_int(r, "max_attempts", "retry"),
-        backoff_seconds=_seconds_list(r, "backoff_seconds", "retry"),
-        retry_unknown=_bool(r, "retry_unknown", "retry"),
-        retry_unknown_if_flaky=_bool(r, "retry_unknown_if_flaky", "retry"),
-        give_up_after_unrecovered=_int(r, "give_up_after_unrecovered", "retry"),
-    )
+def _monitoring_settings(doc: Mapping[str, Any], environ: Mapping[str, str]) -> MonitoringSettings:
+    monitoring = from_policy(MonitoringSettings, doc)
+    auth = _env(environ, "TRIAGE_METRICS_AUTH")
+    return replace(monitoring, metrics_auth=_metrics_auth(auth, "TRIAGE_METRICS_AUTH")) if auth else monitoring
 
 
-def _monitoring_settings(m: Mapping[str, Any], environ: Mapping[str, str]) -> MonitoringSettings:
-    auth = _env(environ, "TRIAGE_METRICS_AUTH") or m.get("metrics_auth")
-    if auth not in {a.value for a in MetricsAuth}:
-        raise ConfigError(f"monitoring.metrics_auth: {auth!r} is not one of {', '.join(a for a in MetricsAuth)}")
-    return MonitoringSettings(metrics_auth=MetricsAuth(auth),
-                              ready_max_queue_depth=_int(m, "ready_max_queue_depth", "monitoring", minimum=1))
-
-
-def _webhook_settings(w: Mapping[str, Any], environ: Mapping[str, str]) -> WebhookSettings:
-    mode = _env(environ, "TRIAGE_WEBHOOK_VERIFICATION") or w.get("verification")
+def _webhook_settings(doc: Mapping[str, Any], environ: Mapping[str, str]) -> WebhookSettings:
+    mode = _env(environ, "TRIAGE_WEBHOOK_VERIFICATION") or doc["webhook"].get("verification")
     if mode != "auto" and mode not in {v.value for v in Verification}:
         raise ConfigError(f"webhook.verification: {mode!r} is not one of auto, {', '.join(v for v in Verification)}")
     secret = _env(environ, "PARADIME_WEBHOOK_SECRET")
@@ -343,55 +436,16 @@ def _webhook_settings(w: Mapping[str, Any], environ: Mapping[str, str]) -> Webho
         resolved = Verification.SIGNATURE if secret else Verification.TOKEN if token else None
     else:
         resolved = Verification(mode)
-    return WebhookSettings(
-        verification=resolved,
-        secret=secret,
-        token=token,
-        max_body_bytes=_int(w, "max_body_bytes", "webhook", minimum=1024),
-        dedup_ttl_seconds=_int(w, "dedup_ttl_seconds", "webhook", minimum=60),
-    )
+    return from_policy(WebhookSettings, doc, verification=resolved, secret=secret, token=token)
 
 
-def _paradime_settings(p: Mapping[str, Any], environ: Mapping[str, str]) -> ParadimeSettings:
-    return ParadimeSettings(
-        endpoint=_env(environ, "PARADIME_API_ENDPOINT"),
-        api_key=_env(environ, "PARADIME_API_KEY"),
-        api_secret=_env(environ, "PARADIME_API_SECRET"),
-        timeout_seconds=_number(p, "timeout_seconds", "paradime"),
-        max_attempts=_int(p, "max_attempts", "paradime", minimum=1),
-        artifact_max_bytes=_int(p, "artifact_max_bytes", "paradime", minimum=1024),
-        manifest_max_bytes=_int(p, "manifest_max_bytes", "paradime", minimum=1024),
-        recheck_seconds=_seconds_list(p, "recheck_seconds", "paradime"),
-        retry_base_seconds=_number(p, "retry_base_seconds", "paradime"),
-    )
-
-
-def _slack_settings(s: Mapping[str, Any], environ: Mapping[str, str]) -> SlackSettings:
-    channel = s.get("channel")
+def _slack_settings(doc: Mapping[str, Any], environ: Mapping[str, str]) -> SlackSettings:
+    channel = doc["slack"].get("channel")
     if channel is not None and not isinstance(channel, str):
         raise ConfigError(f"slack.channel: expected a channel name or id, got {channel!r}")
-    mention_when = s.get("mention_when")
-    if mention_when not in ("needs_human", "always", "never"):
-        raise ConfigError(f"slack.mention_when: {mention_when!r} is not one of needs_human, always, never")
-    storm = s["storm"]
-    fallback = s.get("fallback_mentions") or []
-    if not isinstance(fallback, list) or not all(isinstance(m, str) for m in fallback):
-        raise ConfigError(f"slack.fallback_mentions: expected a list of Slack ids, got {fallback!r}")
-    return SlackSettings(
-        webhook_url=_env(environ, "SLACK_WEBHOOK_URL"),
-        bot_token=_env(environ, "SLACK_BOT_TOKEN"),
-        channel=_env(environ, "SLACK_CHANNEL") or channel,
-        api_url=_env(environ, "SLACK_API_URL"),
-        routes=_routes(s.get("routes")),
-        owners=_owners(s.get("owners")),
-        fallback_mentions=tuple(slack_mention(m, "slack.fallback_mentions") for m in fallback),
-        mention_when=mention_when,
-        storm_window_seconds=_int(storm, "window_seconds", "slack.storm", minimum=1),
-        storm_min_schedules=_int(storm, "min_schedules", "slack.storm"),
-        storm_hold_seconds=_int(storm, "hold_seconds", "slack.storm"),
-        repeat_interval_seconds=_int(s, "repeat_interval_seconds", "slack"),
-        per_channel_interval_seconds=_number(s, "per_channel_interval_seconds", "slack"),
-    )
+    return from_policy(SlackSettings, doc, webhook_url=_env(environ, "SLACK_WEBHOOK_URL"),
+                       bot_token=_env(environ, "SLACK_BOT_TOKEN"),
+                       channel=_env(environ, "SLACK_CHANNEL") or channel, api_url=_env(environ, "SLACK_API_URL"))
 
 
 # --- what each process needs ----------------------------------------------------------------
@@ -399,6 +453,8 @@ def _slack_settings(s: Mapping[str, Any], environ: Mapping[str, str]) -> SlackSe
 
 def check_redis_url(url: str) -> None:
     """``REDIS_URL`` must be a URL redis-py can use; the message never repeats a password."""
+    from redis import ConnectionPool  # here, not at the top: the offline tools never load redis
+
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss", "unix"):
         raise ConfigError(f"REDIS_URL: expected redis://host:port/db, rediss://… or unix://…, got {redact_url(url)!r}")
@@ -474,48 +530,6 @@ def _check_slack(slack: SlackSettings) -> list[str]:
         if url.scheme not in ("https", "http") or not url.hostname:
             raise ConfigError(f"SLACK_API_URL: expected an http(s) URL, got {slack.api_url!r}")
     return warnings
-
-
-_SLACK_ID = re.compile(r"^[UWS][A-Z0-9]{2,}$")
-
-
-def slack_mention(value: str, where: str) -> str:
-    """``U…``/``W…`` (a user) → ``<@U…>``, ``S…`` (a user group) → ``<!subteam^S…>``; ``<…>`` kept."""
-    value = value.strip()
-    if value.startswith("<") and value.endswith(">"):
-        return value
-    if not _SLACK_ID.match(value):
-        raise ConfigError(f"{where}: {value!r} is not a Slack user (U…/W…) or user-group (S…) id")
-    return f"<!subteam^{value}>" if value.startswith("S") else f"<@{value}>"
-
-
-def _routes(value: Any) -> tuple[Route, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        raise ConfigError(f"slack.routes: expected a list, got {type(value).__name__}")
-    routes = []
-    for i, item in enumerate(value):
-        where = f"slack.routes[{i}]"
-        if not isinstance(item, Mapping):
-            raise ConfigError(f"{where}: expected a mapping with channel and schedule or tag")
-        unknown = set(item) - {"channel", "schedule", "tag"}
-        if unknown:
-            raise ConfigError(f"{where}.{sorted(unknown)[0]}: unknown key (allowed: channel, schedule, tag)")
-        if not isinstance(item.get("channel"), str) or not item["channel"]:
-            raise ConfigError(f"{where}.channel: required (a channel name or id)")
-        if not (isinstance(item.get("schedule"), str) or isinstance(item.get("tag"), str)):
-            raise ConfigError(f"{where}: needs a schedule (glob) or a tag")
-        routes.append(Route(channel=item["channel"], schedule=item.get("schedule"), tag=item.get("tag")))
-    return tuple(routes)
-
-
-def _owners(value: Any) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"slack.owners: expected a mapping of owner -> Slack id, got {type(value).__name__}")
-    return {str(k): slack_mention(str(v), f"slack.owners.{k}") for k, v in value.items()}
 
 
 def require_paradime(settings: Settings) -> None:

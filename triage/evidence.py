@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from triage.artifacts import (
     RunResults,
@@ -23,7 +24,9 @@ from triage.classify import RuleSet, classify, classify_node
 from triage.errors import ArtifactError, UpstreamError
 from triage.manifest import read_node_info
 from triage.models import Command, Evidence, Failure
-from triage.paradime import ParadimeClient, RunStatus
+
+if TYPE_CHECKING:  # the offline tools use this module without loading requests
+    from triage.paradime import ParadimeClient, RunStatus
 
 log = logging.getLogger(__name__)
 

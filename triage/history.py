@@ -21,11 +21,13 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-
-from redis import Redis
+from typing import TYPE_CHECKING
 
 from triage import keyspace
 from triage.models import Failure
+
+if TYPE_CHECKING:
+    from redis import Redis
 
 INDEX = keyspace.NODES  # sorted set: node -> last event time, for listing
 INDEX_MAX = 100_000  # nodes kept in the index (their own records expire with TTL)
