@@ -174,7 +174,8 @@ class ServiceCollector(Collector):
         try:
             snapshot = metrics.read(self.redis)
             depths = queue_depths(self.redis)
-            scheduled = {name: ScheduledJobRegistry(name, connection=self.redis).count for name in QUEUES}
+            scheduled = {name: ScheduledJobRegistry(name, connection=self.redis).get_job_count(cleanup=False)
+                         for name in QUEUES}
             workers, missing = live_workers(self.redis), scheduler_missing(self.redis)
             dead = dead_letter_size(self.redis)
         except RedisError:
