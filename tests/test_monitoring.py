@@ -211,8 +211,11 @@ def test_metrics_can_require_the_read_token(how, service_env, policy, tmp_path, 
     assert not any("tok-0123456789" in line for line in said)
 
 
-def test_metrics_are_open_by_default(service):
+def test_metrics_are_open_by_default_and_speak_openmetrics_too(service):
     assert "bolt_triage_queue_depth" in requests.get(f"{service.url}/metrics", timeout=10).text
+    om = requests.get(f"{service.url}/metrics", headers={"Accept": "application/openmetrics-text"}, timeout=10)
+    assert om.headers["Content-Type"].startswith("application/openmetrics-text")
+    assert om.text.endswith("# EOF\n") and 'bolt_triage_webhooks_total{outcome="queued"} 0' in om.text
 
 
 def test_token_mode_without_a_token_refuses_to_start(service_env, monkeypatch):

@@ -30,7 +30,7 @@ from rq.scheduler import RQScheduler
 from rq.utils import utcparse
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
-from triage import broker, keyspace, metrics
+from triage import broker, keyspace, logs, metrics
 from triage.config import MetricsAuth, Settings
 from triage.probes import one_line
 
@@ -125,7 +125,7 @@ def not_ready(redis: Redis, settings: Settings) -> list[tuple[str, str]]:
     try:
         redis.ping()
     except RedisError as exc:
-        return [("redis_unreachable", f"Redis unreachable: {one_line(exc)}")]
+        return [("redis_unreachable", f"Redis unreachable: {logs.redact(one_line(exc))}")]
     try:
         reasons = []
         if not live_workers(redis):
@@ -141,7 +141,7 @@ def not_ready(redis: Redis, settings: Settings) -> list[tuple[str, str]]:
                                                   "(monitoring.ready_max_queue_depth)"))
         return reasons
     except RedisError as exc:
-        return [("redis_unreachable", f"Redis unreachable: {one_line(exc)}")]
+        return [("redis_unreachable", f"Redis unreachable: {logs.redact(one_line(exc))}")]
 
 
 def dead_letter_size(redis: Redis) -> int:
