@@ -64,6 +64,7 @@ __all__ = [
     "JsonFormatter",
     "TextFormatter",
     "bound",
+    "guard_std_streams",
     "install",
     "redact",
     "redact_handlers",
@@ -277,6 +278,61 @@ def _add_filter_once(handler: logging.Handler) -> None:
         handler.addFilter(ContextFilter())
 
 
+# --- text that bypasses logging ------------------------------------------------------------------
+
+
+class _StreamGuard:
+    """``sys.stdout``/``sys.stderr`` of a web or worker process: each line written there by code that
+    does not log (Python printing a child process's traceback, as multiprocessing does when RQ's
+    scheduler dies with its Redis connection; ``warnings``; a stray ``print``) is redacted, and with
+    ``fmt="json"`` becomes a JSON line (logger ``stdout``/``stderr``) like every logged line. Lines that
+    are already ours (a handler created on this stream later, as gunicorn's are) pass as they are."""
+
+    def __init__(self, target: TextIO, name: str) -> None:
+        self.target, self.name, self._partial = target, name, ""
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            lines = (self._partial + text).split("\n")
+            self._partial = lines.pop()
+            for line in lines:
+                self.target.write(self._line(line) + "\n")
+        return len(text)
+
+    def _line(self, line: str) -> str:
+        if _current_fmt != "json":
+            return redact(line)
+        if line.startswith("{"):
+            try:
+                if isinstance(json.loads(line), dict):
+                    return line  # a JSON line of ours
+            except ValueError:
+                pass
+        record = logging.LogRecord(self.name, logging.ERROR if self.name == "stderr" else logging.INFO, "", 0,
+                                   line, None, None)
+        return JsonFormatter().format(record)
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._partial:
+                self.target.write(self._line(self._partial) + "\n")
+                self._partial = ""
+        self.target.flush()
+
+    def __getattr__(self, name: str) -> Any:  # fileno, isatty, encoding, buffer…: the real stream's
+        return getattr(self.target, name)
+
+
+def guard_std_streams() -> None:
+    """Route ``sys.stdout`` and ``sys.stderr`` through :class:`_StreamGuard` (idempotent). The web and the
+    worker call it after :func:`install`; its handler keeps writing to the real stream."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if not isinstance(stream, _StreamGuard):
+            setattr(sys, name, _StreamGuard(stream, name))
+
+
 # --- wiring ---------------------------------------------------------------------------------------
 
 
@@ -324,7 +380,8 @@ def install(
     _add_secrets(secrets)
     _current_fmt = fmt
 
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    target = stream if stream is not None else sys.stderr
+    handler = logging.StreamHandler(target.target if isinstance(target, _StreamGuard) else target)
     handler.setFormatter(_formatter(fmt))
     handler.addFilter(ContextFilter())
     setattr(handler, _HANDLER_MARK, True)
