@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -12,10 +13,10 @@ import requests
 
 from tests.conftest import WEBHOOK_SECRET, signed_headers
 from tests.test_pipeline import MISSING, dbt_run, failed_run
-from triage import broker
+from triage import broker, logs
 from triage.config import JobPolicy
 from triage.lifecycle import IllegalTransition, StoryStatus, TriageStatus
-from triage.store import PostState, PostStatus, RetryOutcome, RetryState, Store
+from triage.store import Claim, PostState, PostStatus, RetryOutcome, RetryState, Store
 
 
 def test_the_lifecycle_refuses_illegal_moves():
@@ -80,14 +81,16 @@ def test_concurrent_admissions_of_one_event_make_one_job(redis):
 
 def test_a_slack_post_is_claimed_once(redis):
     posts = Store(redis).posts
-    assert posts.claim("1:summary", 90) is True
-    assert posts.claim("1:summary", 90) is False  # someone is sending it
-    assert 0 < redis.ttl("bt:slack:1:summary") <= 90
+    assert posts.claim("1:summary", 90) is Claim.CLAIMED
+    assert posts.claim("1:summary", 90) is Claim.HELD  # someone is sending it
+    assert redis.ttl("bt:slack:1:summary") > 0 and time.time() - posts.claimed_at("1:summary") < 5
     assert posts.state("1:summary") == PostState(PostStatus.SENDING)
+    redis.set("bt:slack:1:summary", f"pending:{time.time() - 91:.3f}")  # its sender stopped mid-post
+    assert posts.claim("1:summary", 90) is Claim.STALE  # taken over: Slack may have it already
     posts.mark("1:summary", PostStatus.FAILED)
-    assert posts.claim("1:summary", 90) is True  # its last try failed: send again
+    assert posts.claim("1:summary", 90) is Claim.CLAIMED  # its last try failed: send again
     posts.posted("1:summary", "C1", "1.1")
-    assert posts.claim("1:summary", 90) is False  # posted, for good
+    assert posts.claim("1:summary", 90) is Claim.HELD  # posted, for good
     assert posts.state("1:summary") == PostState(PostStatus.POSTED, "C1", "1.1")
     assert posts.state("1:summary").settled
 
@@ -181,18 +184,17 @@ def _keyspace_prefixes() -> tuple[str, ...]:
     return tuple(out)
 
 
-def test_the_indexes_keep_only_their_newest_entries(redis, monkeypatch):
-    from triage import history, store
+def test_the_indexes_keep_only_their_newest_entries(redis):
+    from triage import history
+    from triage.config import Retention
     from triage.models import Classification, Failure
 
-    monkeypatch.setattr(store, "TRIAGE_INDEX_MAX", 3)
-    monkeypatch.setattr(history, "INDEX_MAX", 2)
-    s = Store(redis)
+    s = Store(redis, retention=Retention(max_triages=3))
     for i in range(5):
         s.save_triage(f"tr_{i}", run_id=i)
     assert redis.zcard("bt:triages") == 3
     assert sorted(m.decode() for m in redis.zrange("bt:triages", 0, -1)) == ["tr_2", "tr_3", "tr_4"]
-    nodes = history.History(redis)
+    nodes = history.History(redis, index_max=2)
     for i in range(4):
         nodes.record_failures(i, [Failure(command_id=1, command="dbt run", message="lock", node=f"model.p.m{i}",
                                           classification=Classification("transient", "lock", "rule"))])
@@ -208,13 +210,38 @@ def test_thread_replies_are_posted_in_the_order_of_their_events(service, slack, 
     parent = ctx.slack.post(simple_message("info", "parent", "the story's first message"), channel="#data-alerts")
     story = Story(origin=7, slack_channel=parent.channel, slack_ts=parent.ts)
     ctx.store.save_story(story)
-    notify.note(ctx, "slack:7:first", simple_message("info", "Retry 1 started", "first event"), story=story)
-    notify.note(ctx, "slack:7:second", simple_message("info", "Recovered", "second event"), story=story)
+    with logs.bound("tr_seven", run_id=7):
+        notify.note(ctx, "7:first", simple_message("info", "Retry 1 started", "first event"), story=story)
+        notify.note(ctx, "7:second", simple_message("info", "Recovered", "second event"), story=story)
     first, second = (job.args[0] for job in service.slack_queue.jobs)
     assert (first["seq"], second["seq"]) == (1, 2)
+    assert first["triage_id"] == "tr_seven" and first["run_id"] == 7  # the delivery's log lines carry them
 
     assert notify.deliver(second)["status"] == "later"  # its turn has not come: the first is unsent
     assert notify.deliver(first)["status"] == "posted"
     service.drain(until=lambda: len(slack.replies(parent.ts)) == 2)
     replies = slack.replies(parent.ts)
     assert "Retry 1 started: first event" in replies[0].text and "Recovered: second event" in replies[1].text
+
+
+def test_a_post_whose_sender_died_after_slack_got_it_is_found_not_posted_again(service, slack, redis):
+    """The sender stopped between Slack's accepting the message and recording its ts: the next delivery
+    finds it in Slack by the message id in its metadata, records it, and posts nothing."""
+    from triage.summary import simple_message
+    from workers import context, deliver
+    from workers.slack_work import Post, to_dict
+
+    ctx = context.current()
+    message = simple_message("error", "orders failed", "a missing table")
+    earlier = ctx.slack.post(message, channel="#data-alerts", message_id="41:summary")  # then it died
+    redis.set("bt:slack:41:summary", f"pending:{time.time() - 120:.3f}")
+    work = Post(message_id="41:summary", text=message.text, blocks=message.blocks, channel="#data-alerts", parent=41)
+    assert deliver.deliver(to_dict(work))["status"] == "found in Slack"
+    assert len(slack.top_level()) == 1
+    assert Store(redis).posts.state("41:summary") == PostState(PostStatus.POSTED, "#data-alerts", earlier.ts)
+    assert Store(redis).story(41).slack_ts == earlier.ts  # the story threads under it
+
+    other = Post(message_id="42:summary", text=message.text, blocks=message.blocks, channel="#data-alerts")
+    redis.set("bt:slack:42:summary", f"pending:{time.time() - 120:.3f}")  # died before Slack got it
+    assert deliver.deliver(to_dict(other))["status"] == "posted"
+    assert len(slack.top_level()) == 2

@@ -30,7 +30,7 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook.max_body_bytes
     app.extensions["triage"] = {
         "settings": settings,
-        "store": Store(redis, settings.webhook.dedup_ttl_seconds),
+        "store": Store(redis, settings.webhook.dedup_ttl_seconds, settings.retention),
         "queue": broker.queue(redis, settings.queue_name),
         "metrics_registry": monitoring.registry(redis),
     }

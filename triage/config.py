@@ -146,6 +146,24 @@ class JobPolicy:
 
 
 @dataclass(frozen=True)
+class Retention:
+    """How long what Redis remembers is kept, and how many entries its indexes list (``triage.keyspace``)."""
+
+    record_days: int = policy("retention.record_days", whole(1))
+    max_triages: int = policy("retention.max_triages", whole(1))
+    node_history_days: int = policy("retention.node_history_days", whole(1))
+    max_nodes: int = policy("retention.max_nodes", whole(1))
+
+    @property
+    def record_seconds(self) -> int:
+        return self.record_days * 86_400
+
+    @property
+    def node_history_seconds(self) -> int:
+        return self.node_history_days * 86_400
+
+
+@dataclass(frozen=True)
 class WebhookSettings:
     verification: Verification | None = None  # None: neither secret nor token set (the web refuses to start)
     secret: str | None = None
@@ -291,6 +309,7 @@ class Settings:
     slack: SlackSettings
     rules_files: tuple[Path, ...]
     jobs: JobPolicy = JobPolicy()
+    retention: Retention = Retention()
     admin_token: str | None = None
     read_token: str | None = None  # GET-only access: /metrics when monitoring.metrics_auth is token
     session_secret: str | None = None  # signs the status page's session cookie (triage.statuspage)
@@ -406,6 +425,7 @@ def load_settings(environ: Mapping[str, str] | None = None, path: str | Path | N
         redis_url=redis_url,
         retry=from_policy(RetryPolicy, doc),
         jobs=from_policy(JobPolicy, doc),
+        retention=from_policy(Retention, doc),
         webhook=_webhook_settings(doc, environ),
         paradime=from_policy(ParadimeSettings, doc, endpoint=_env(environ, "PARADIME_API_ENDPOINT"),
                              api_key=_env(environ, "PARADIME_API_KEY"),

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from redis import Redis
 
 INDEX = keyspace.NODES  # sorted set: node -> last event time, for listing
-INDEX_MAX = 100_000  # nodes kept in the index (their own records expire with TTL)
+INDEX_MAX = 100_000  # the shipped defaults: retention.max_nodes, retention.node_history_days
 TTL = 90 * 24 * 3600
 
 #: A node is flaky after this many recoveries, when at least this share of its retries recovered.
@@ -66,8 +66,9 @@ class NodeHistory:
 
 
 class History:
-    def __init__(self, redis: Redis):
+    def __init__(self, redis: Redis, ttl: int = TTL, index_max: int = INDEX_MAX):
         self.redis = redis
+        self.ttl, self.index_max = ttl, index_max
 
     def get(self, nodes: Iterable[str]) -> dict[str, NodeHistory]:
         nodes = sorted(set(nodes))
@@ -90,7 +91,7 @@ class History:
         """Count each failed node once per run (a redelivered triage does not count twice)."""
         pipe = self.redis.pipeline()
         for f in failures:
-            if not f.node or not self.redis.set(keyspace.node_event("run", f.node, run_id), 1, nx=True, ex=TTL):
+            if not f.node or not self.redis.set(keyspace.node_event("run", f.node, run_id), 1, nx=True, ex=self.ttl):
                 continue
             key = keyspace.node(f.node)
             pipe.hincrby(key, "failures", 1)
@@ -108,7 +109,7 @@ class History:
     def _count(self, run_id: int, nodes: Iterable[str], field: str) -> None:
         pipe = self.redis.pipeline()
         for node in set(nodes):
-            if self.redis.set(keyspace.node_event(field, node, run_id), 1, nx=True, ex=TTL):
+            if self.redis.set(keyspace.node_event(field, node, run_id), 1, nx=True, ex=self.ttl):
                 pipe.hincrby(keyspace.node(node), field, 1)
                 self._touch(pipe, node)
         pipe.execute()
@@ -119,9 +120,8 @@ class History:
         histories = self.get(nodes)
         return [histories[n] for n in nodes]
 
-    @staticmethod
-    def _touch(pipe, node: str) -> None:
-        pipe.expire(keyspace.node(node), TTL)
+    def _touch(self, pipe, node: str) -> None:
+        pipe.expire(keyspace.node(node), self.ttl)
         pipe.zadd(INDEX, {node: time.time()})
-        pipe.zremrangebyrank(INDEX, 0, -INDEX_MAX - 1)  # bounded: the oldest fall off
-        pipe.expire(INDEX, TTL)
+        pipe.zremrangebyrank(INDEX, 0, -self.index_max - 1)  # bounded: the oldest fall off
+        pipe.expire(INDEX, self.ttl)

@@ -169,7 +169,7 @@ def secrets_of(settings: Any) -> list[str]:
 
 
 @contextlib.contextmanager
-def bound(triage_id: str, run_id: int | None = None) -> Iterator[None]:
+def bound(triage_id: str | None, run_id: int | None = None) -> Iterator[None]:
     """Every line logged inside the block (in this thread or task) carries ``triage_id`` and ``run_id``."""
     tid_token, run_token = _TRIAGE_ID.set(triage_id), _RUN_ID.set(run_id)
     try:

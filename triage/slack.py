@@ -87,6 +87,10 @@ class Pacer:
         self._redis.set(keyspace.last_sent(channel), repr(self._clock()), px=self.interval_ms * 10)
 
 
+#: The metadata event type of every message bolt-triage posts in bot mode (its payload: the message id).
+METADATA_EVENT = "bolt_triage_message"
+
+
 @dataclass(frozen=True)
 class Posted:
     channel: str
@@ -136,12 +140,17 @@ class SlackNotifier:
         return self.mode == "api"
 
     @instrument.upstream("slack")
-    def post(self, message: SlackMessage, thread_ts: str | None = None, channel: str | None = None) -> Posted:
+    def post(self, message: SlackMessage, thread_ts: str | None = None, channel: str | None = None,
+             message_id: str | None = None) -> Posted:
+        """Post once; in bot mode the message carries ``message_id`` in its metadata, so that a later
+        delivery can find it (``find``) when the worker that posted it died before recording it."""
         channel = channel or self.settings.channel or "#webhook"
         if self._web is not None:
+            metadata = {"event_type": METADATA_EVENT, "event_payload": {"message_id": message_id}} \
+                if message_id else None
             resp = self._call("chat.postMessage", lambda: self._web.chat_postMessage(
                 channel=channel, text=message.text, blocks=message.blocks, thread_ts=thread_ts,
-                unfurl_links=False, unfurl_media=False,
+                unfurl_links=False, unfurl_media=False, metadata=metadata,
             ))
             return Posted(channel=resp.get("channel") or channel, ts=resp.get("ts"))
         if self._hook is not None:
@@ -159,6 +168,29 @@ class SlackNotifier:
             return Posted(channel="webhook", ts=None)
         log.info("slack (not configured): %s", message.text)
         return Posted(channel="log", ts=None)
+
+    @instrument.upstream("slack")
+    def find(self, channel: str, message_id: str, since: float, thread_ts: str | None = None) -> Posted | None:
+        """The message posted with ``message_id`` since ``since`` (epoch seconds), if Slack has it.
+
+        Bot mode only (incoming webhooks cannot read): ``conversations.replies`` of the thread, or
+        ``conversations.history`` of the channel, with metadata. Needs the ``channels:history`` scope
+        (``groups:history`` for a private channel); an error is raised as ``UpstreamError``.
+        """
+        if self._web is None:
+            return None
+        if thread_ts:
+            resp = self._call("conversations.replies", lambda: self._web.conversations_replies(
+                channel=channel, ts=thread_ts, oldest=f"{since:.6f}", include_all_metadata=True, limit=200))
+        else:
+            resp = self._call("conversations.history", lambda: self._web.conversations_history(
+                channel=channel, oldest=f"{since:.6f}", include_all_metadata=True, limit=200))
+        for msg in resp.get("messages") or []:
+            meta = msg.get("metadata") or {}
+            if meta.get("event_type") == METADATA_EVENT and \
+                    (meta.get("event_payload") or {}).get("message_id") == message_id:
+                return Posted(channel=channel, ts=msg.get("ts"))
+        return None
 
     @instrument.upstream("slack")
     def update(self, channel: str, ts: str, message: SlackMessage) -> None:

@@ -28,12 +28,13 @@ from redis.client import Pipeline
 from redis.exceptions import WatchError
 
 from triage import keyspace
+from triage.config import Retention
 from triage.lifecycle import IllegalTransition, TriageStatus
 
 log = logging.getLogger(__name__)
 
-RECORD_TTL = 30 * 24 * 3600  # triage records, chains and guards outlive any retry chain
-TRIAGE_INDEX_MAX = 100_000  # triages listed in bt:triages, newest kept
+SHIPPED_RETENTION = Retention()
+RECORD_TTL = SHIPPED_RETENTION.record_seconds  # the shipped default (retention.record_days)
 PENDING_TTL = 120  # seconds a schedule is marked "retry being issued"
 
 
@@ -72,11 +73,13 @@ class Store:
     """Triage records, intake claims, run claims, evidence, chains and stories; ``retries`` and
     ``posts`` own the two side effects that must happen at most once."""
 
-    def __init__(self, redis: Redis, dedup_ttl: int = 604_800):
+    def __init__(self, redis: Redis, dedup_ttl: int = 604_800, retention: Retention = SHIPPED_RETENTION):
         self.redis = redis
         self.dedup_ttl = dedup_ttl
-        self.retries = RetryGuard(redis)
-        self.posts = PostLedger(redis)
+        self.ttl = retention.record_seconds
+        self.max_triages = retention.max_triages
+        self.retries = RetryGuard(redis, self.ttl)
+        self.posts = PostLedger(redis, self.ttl)
 
     # --- intake ------------------------------------------------------------------------------
 
@@ -170,16 +173,15 @@ class Store:
         self._record(pipe, triage_id, fields)
         pipe.execute()
 
-    @staticmethod
-    def _record(pipe: Pipeline, triage_id: str, fields: dict[str, Any]) -> None:
+    def _record(self, pipe: Pipeline, triage_id: str, fields: dict[str, Any]) -> None:
         key = keyspace.triage(triage_id)
         data = {k: json.dumps(v) for k, v in fields.items()}
         data.setdefault("updated_at", json.dumps(time.time()))
         pipe.hset(key, mapping=data)
-        pipe.expire(key, RECORD_TTL)
+        pipe.expire(key, self.ttl)
         pipe.zadd(keyspace.TRIAGES, {triage_id: time.time()}, nx=True)
-        pipe.zremrangebyrank(keyspace.TRIAGES, 0, -TRIAGE_INDEX_MAX - 1)  # bounded: the oldest fall off
-        pipe.expire(keyspace.TRIAGES, RECORD_TTL)
+        pipe.zremrangebyrank(keyspace.TRIAGES, 0, -self.max_triages - 1)  # bounded: the oldest fall off
+        pipe.expire(keyspace.TRIAGES, self.ttl)
 
     def get_triage(self, triage_id: str) -> dict[str, Any] | None:
         raw = self.redis.hgetall(keyspace.triage(triage_id))
@@ -192,7 +194,7 @@ class Store:
     def claim_run(self, run_id: int, triage_id: str) -> str:
         """Claim the triage of a finished run; the triage id that holds it (``triage_id`` if we won)."""
         key = keyspace.run_claim(run_id)
-        if self.redis.set(key, triage_id, nx=True, ex=RECORD_TTL):
+        if self.redis.set(key, triage_id, nx=True, ex=self.ttl):
             return triage_id
         owner = self.redis.get(key)
         return owner.decode() if owner is not None else triage_id
@@ -214,7 +216,7 @@ class Store:
         return ChainLink(**json.loads(raw)) if raw else None
 
     def set_link(self, run_id: int, link: ChainLink) -> None:
-        self.redis.set(keyspace.chain(run_id), json.dumps(asdict(link)), ex=RECORD_TTL)
+        self.redis.set(keyspace.chain(run_id), json.dumps(asdict(link)), ex=self.ttl)
 
     def story_lock(self, origin: int):
         """Serialise read-modify-write of one chain's story across workers."""
@@ -225,7 +227,7 @@ class Store:
         return Story(**json.loads(raw)) if raw else Story(origin=origin, runs=[origin])
 
     def save_story(self, story: Story) -> None:
-        self.redis.set(keyspace.story(story.origin), json.dumps(asdict(story)), ex=RECORD_TTL)
+        self.redis.set(keyspace.story(story.origin), json.dumps(asdict(story)), ex=self.ttl)
 
     def update_story(self, origin: int, **fields: Any) -> Story:
         """Set some fields of a chain's story under its lock; the updated story is returned."""
@@ -287,19 +289,20 @@ class RetryGuard:
     """``bt:retry:<run>`` (the claim, then the outcome) and ``bt:pending:<schedule>`` (a retry of the
     schedule is in flight: the run a webhook is about may be its result, not yet linked)."""
 
-    def __init__(self, redis: Redis):
+    def __init__(self, redis: Redis, ttl: int = RECORD_TTL):
         self.redis = redis
+        self.ttl = ttl
 
     def claim(self, run_id: int, triage_id: str) -> bool:
         state = RetryState(RetryOutcome.CLAIMED, triage_id, time.time())
-        return bool(self.redis.set(keyspace.retry(run_id), state.encode(), nx=True, ex=RECORD_TTL))
+        return bool(self.redis.set(keyspace.retry(run_id), state.encode(), nx=True, ex=self.ttl))
 
     def state(self, run_id: int) -> RetryState | None:
         raw = self.redis.get(keyspace.retry(run_id))
         return RetryState.decode(raw.decode()) if raw is not None else None
 
     def record(self, run_id: int, outcome: RetryOutcome, detail: str) -> None:
-        self.redis.set(keyspace.retry(run_id), RetryState(outcome, detail).encode(), ex=RECORD_TTL)
+        self.redis.set(keyspace.retry(run_id), RetryState(outcome, detail).encode(), ex=self.ttl)
 
     def release(self, run_id: int) -> None:
         """Forget a claim whose mutation provably never left: a later attempt may send it."""
@@ -319,13 +322,22 @@ class RetryGuard:
 
 
 class PostStatus(str, Enum):
-    SENDING = "pending"  # claimed by a delivery, for POST_CLAIM seconds
+    SENDING = "pending"  # claimed by a delivery ("pending:<time>"); taken over after the sending window
     FAILED = "failed"  # its last try failed: a later try may claim it
     FOLDED = "folded"  # not posted: an incident message tells it
     POSTED = "posted"
 
     def __str__(self) -> str:
         return self.value
+
+
+class Claim(int, Enum):
+    HELD = 0  # someone else is sending it, or it is posted
+    CLAIMED = 1
+    STALE = 2  # taken over from a sender that stopped mid-post: look in Slack first
+
+    def __bool__(self) -> bool:
+        return self is not Claim.HELD
 
 
 @dataclass(frozen=True)
@@ -340,11 +352,18 @@ class PostState:
         return self.status in (PostStatus.POSTED, PostStatus.FOLDED)
 
 
+#: 1: claimed. 2: claimed from a sender that stopped mid-post (its claim is older than the sending
+#: window): the message may be in Slack already. 0: someone else holds it, or it was posted.
 _CLAIM_POST = """
 local state = redis.call('GET', KEYS[1])
-if state and state ~= 'failed' then return 0 end
-redis.call('SET', KEYS[1], 'pending', 'EX', ARGV[1])
-return 1
+local result = 1
+if state and state ~= 'failed' then
+  local at = tonumber(string.match(state, '^pending:(.+)$') or '')
+  if not at or at > tonumber(ARGV[1]) - tonumber(ARGV[2]) then return 0 end
+  result = 2
+end
+redis.call('SET', KEYS[1], 'pending:' .. ARGV[1], 'EX', ARGV[3])
+return result
 """
 
 
@@ -362,8 +381,9 @@ class PostLedger:
     """``bt:slack:<message id>`` (claim, then where it was posted), ``bt:parent:<origin>`` (the
     latest rendering of a story's first message) and ``bt:thread:<origin>:*`` (reply order)."""
 
-    def __init__(self, redis: Redis):
+    def __init__(self, redis: Redis, ttl: int = RECORD_TTL):
         self.redis = redis
+        self.ttl = ttl
         self._claim = redis.register_script(_CLAIM_POST)
         self._settled = redis.register_script(_THREAD_SETTLED)
 
@@ -373,24 +393,32 @@ class PostLedger:
             return None
         text = raw.decode()
         if not text.startswith("{"):
-            return PostState(PostStatus(text))
+            return PostState(PostStatus(text.split(":", 1)[0]))  # "pending:<claimed at>", "failed", …
         where = json.loads(text)
         return PostState(PostStatus.POSTED, where.get("channel"), where.get("ts"))
 
-    def claim(self, message_id: str, ttl: int) -> bool:
-        """Claim a post for sending: only when nobody holds it (absent, or its last try failed).
+    def claim(self, message_id: str, window: int) -> Claim:
+        """Claim a post for sending: only when nobody holds it (absent, its last try failed, or its
+        sender has held it longer than ``window`` seconds: it stopped mid-post).
 
-        The claim reads ``pending`` and lives ``ttl`` seconds, so a worker killed while sending lets a
-        later delivery of the same post try again; once sent, ``posted`` records its ts for good.
+        The claim reads ``pending:<time>``; once sent, ``posted`` records the ts for good. A claim
+        taken over from a stopped sender is ``Claim.STALE``: that sender may have posted before it
+        died, so the caller looks for the message in Slack before posting it again.
         """
-        return bool(self._claim(keys=[keyspace.post(message_id)], args=[ttl]))
+        result = self._claim(keys=[keyspace.post(message_id)], args=[f"{time.time():.3f}", window, self.ttl])
+        return Claim(int(result))
+
+    def claimed_at(self, message_id: str) -> float | None:
+        raw = self.redis.get(keyspace.post(message_id))
+        text = raw.decode() if raw is not None else ""
+        return float(text.split(":", 1)[1]) if text.startswith("pending:") else None
 
     def posted(self, message_id: str, channel: str | None, ts: str | None) -> None:
-        self.redis.set(keyspace.post(message_id), json.dumps({"channel": channel, "ts": ts}), ex=RECORD_TTL)
+        self.redis.set(keyspace.post(message_id), json.dumps({"channel": channel, "ts": ts}), ex=self.ttl)
 
     def mark(self, message_id: str, status: PostStatus) -> None:
         """Record a post as failed (its claim freed for RQ's next try) or folded into an incident."""
-        self.redis.set(keyspace.post(message_id), str(status), ex=RECORD_TTL)
+        self.redis.set(keyspace.post(message_id), str(status), ex=self.ttl)
 
     def release(self, message_id: str) -> None:
         """Not sent (rate limited): the rescheduled delivery claims it again."""
@@ -399,7 +427,7 @@ class PostLedger:
     # the story's first message, as last rendered
 
     def save_parent(self, origin: int, message: dict[str, Any]) -> None:
-        self.redis.set(keyspace.parent_message(origin), json.dumps(message), ex=RECORD_TTL)
+        self.redis.set(keyspace.parent_message(origin), json.dumps(message), ex=self.ttl)
 
     def parent(self, origin: int) -> dict[str, Any] | None:
         raw = self.redis.get(keyspace.parent_message(origin))
@@ -412,7 +440,7 @@ class PostLedger:
         key = keyspace.thread(origin, "seq")
         pipe = self.redis.pipeline()
         pipe.incr(key)
-        pipe.expire(key, RECORD_TTL)
+        pipe.expire(key, self.ttl)
         return int(pipe.execute()[0])
 
     def thread_turn(self, origin: int, seq: int) -> bool:
@@ -421,4 +449,4 @@ class PostLedger:
 
     def thread_settled(self, origin: int, seq: int) -> None:
         self._settled(keys=[keyspace.thread(origin, "done"), keyspace.thread(origin, "settled")],
-                      args=[seq, RECORD_TTL])
+                      args=[seq, self.ttl])

@@ -32,9 +32,9 @@ def build(settings: Settings) -> Context:
     redis = broker.connect(settings.redis_url)
     metrics.install(redis)  # counted in Redis, shared by every worker (triage.metrics)
     return Context(
-        history=History(redis),
+        history=History(redis, settings.retention.node_history_seconds, settings.retention.max_nodes),
         settings=settings,
-        store=Store(redis, settings.webhook.dedup_ttl_seconds),
+        store=Store(redis, settings.webhook.dedup_ttl_seconds, settings.retention),
         queue=broker.queue(redis, settings.queue_name),
         paradime=ParadimeClient(settings.paradime, backoff_base=settings.paradime.retry_base_seconds),
         slack=SlackNotifier(settings.slack),

@@ -17,20 +17,21 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 from rq import Retry
 
-from triage import broker, instrument
+from triage import broker, instrument, logs
 from triage.errors import UpstreamError
 from triage.incidents import Storms
-from triage.slack import Pacer, RateLimited
-from triage.store import PostStatus
+from triage.slack import Pacer, Posted, RateLimited
+from triage.store import Claim, PostStatus
 from triage.summary import IncidentRun, SlackMessage, incident_message
 from workers import context
 from workers.context import Context
-from workers.slack_work import IncidentRefresh, Post, SlackWork, Update, from_dict, to_dict, with_slot
+from workers.slack_work import IncidentRefresh, Post, SlackWork, Update, from_dict, stamped, to_dict, with_slot
 
 log = logging.getLogger("workers.deliver")
 
@@ -48,23 +49,25 @@ def deliver(op: dict[str, Any], tries: int = 0) -> dict[str, Any]:
     """RQ entry point (queue ``slack``): send one message, update or incident refresh."""
     ctx = context.current()
     work = from_dict(op)
-    try:
-        if isinstance(work, Update):
-            return _update(ctx, work, tries)
-        if isinstance(work, IncidentRefresh):
-            return _incident(ctx, work, tries)
-        result = _post(ctx, work, tries)
-        if work.seq and result["status"] != "later":
-            ctx.store.posts.thread_settled(work.reply_to, work.seq)
-        return result
-    except RateLimited as exc:
-        return _later(ctx, with_slot(work, None), tries, exc.retry_after, str(exc))
+    with logs.bound(work.triage_id, run_id=work.run_id):
+        try:
+            if isinstance(work, Update):
+                return _update(ctx, work, tries)
+            if isinstance(work, IncidentRefresh):
+                return _incident(ctx, work, tries)
+            result = _post(ctx, work, tries)
+            if work.seq and result["status"] != "later":
+                ctx.store.posts.thread_settled(work.reply_to, work.seq)
+            return result
+        except RateLimited as exc:
+            return _later(ctx, with_slot(work, None), tries, exc.retry_after, str(exc))
 
 
 def enqueue(ctx: Context, work: SlackWork, delay: float = 0, tries: int = 0) -> None:
     """Queue a delivery; a reply gets its place in the thread now, in the order of events."""
     if isinstance(work, Post) and work.reply_to is not None and work.seq is None:
-        work = Post(**{**work.__dict__, "seq": ctx.store.posts.next_in_thread(work.reply_to)})
+        work = replace(work, seq=ctx.store.posts.next_in_thread(work.reply_to))
+    work = stamped(work, logs.triage_id.get(), logs.run_id.get())
     queue = broker.queue(ctx.store.redis, broker.SLACK_QUEUE)
     # Slack errors (5xx, timeouts) are tried again by RQ, a bounded number of times, then the
     # delivery lands in the failed registry with its reason. 429s and busy channels are not errors.
@@ -101,13 +104,20 @@ def _post(ctx: Context, post: Post, tries: int) -> dict[str, Any]:
     wait, slot_at = _slot(ctx, post.slot_at, channel) if ctx.slack.mode != "log" else (0, None)
     if wait > 0:
         return _later(ctx, with_slot(post, slot_at), tries, wait, f"channel {channel} busy")
-    if not posts.claim(mid, POST_CLAIM_SECONDS):  # SET NX: one sender per message, ever
+    previous = posts.claimed_at(mid)
+    claim = posts.claim(mid, POST_CLAIM_SECONDS)  # one sender per message, ever
+    if not claim:
         state = posts.state(mid)
         if state is not None and state.status is PostStatus.SENDING:
             return _later(ctx, with_slot(post, None), tries, 5, "another delivery of this message is sending it")
         return {"status": "already", "message": mid}
+    if claim is Claim.STALE:
+        found = _find_in_slack(ctx, post, channel, thread_ts, previous)
+        if found is not None:
+            return _recorded(ctx, post, found, "found in Slack")
     try:
-        posted = ctx.slack.post(SlackMessage(post.text, post.blocks), thread_ts=thread_ts, channel=channel)
+        posted = ctx.slack.post(SlackMessage(post.text, post.blocks), thread_ts=thread_ts, channel=channel,
+                                message_id=mid)
     except RateLimited:  # not posted: free the claim for the rescheduled delivery
         posts.release(mid)
         raise
@@ -115,12 +125,39 @@ def _post(ctx: Context, post: Post, tries: int) -> dict[str, Any]:
         posts.mark(mid, PostStatus.FAILED)  # RQ tries again (Retry); meanwhile replies stop waiting for it
         raise
     _pacer(ctx).sent(channel)
-    posts.posted(mid, posted.channel, posted.ts)
+    return _recorded(ctx, post, posted, "posted")
+
+
+def _recorded(ctx: Context, post: Post, posted: Posted, status: str) -> dict[str, Any]:
+    """Record where the post is; a story's first message also gives the story its thread."""
+    ctx.store.posts.posted(post.message_id, posted.channel, posted.ts)
     if post.parent is not None and posted.ts:
         ctx.store.update_story(post.parent, slack_channel=posted.channel, slack_ts=posted.ts)
-        if posts.parent(post.parent) != {"text": post.text, "blocks": post.blocks}:
+        if ctx.store.posts.parent(post.parent) != {"text": post.text, "blocks": post.blocks}:
             enqueue(ctx, Update(origin=post.parent))  # re-rendered while this post waited its turn
-    return {"status": "posted", "message": mid, "channel": posted.channel, "ts": posted.ts}
+    return {"status": status, "message": post.message_id, "channel": posted.channel, "ts": posted.ts}
+
+
+def _find_in_slack(ctx: Context, post: Post, channel: str, thread_ts: str | None,
+                   since: float | None) -> Posted | None:
+    """The sender before us stopped mid-post: did Slack get the message? Bot mode asks Slack (each
+    message carries its id in its metadata); incoming webhooks cannot read, so there it is posted
+    again (at least once rather than never)."""
+    if not ctx.slack.threads:
+        log.warning("slack post %s: its sender stopped mid-post; an incoming webhook cannot tell whether "
+                    "Slack got it, so it is posted again", post.message_id)
+        return None
+    try:
+        found = ctx.slack.find(channel, post.message_id, since=(since or time.time() - 3600) - 5,
+                               thread_ts=thread_ts)
+    except UpstreamError as exc:
+        log.warning("slack post %s: its sender stopped mid-post and Slack cannot be searched (%s); "
+                    "posting it again", post.message_id, exc)
+        return None
+    if found is not None:
+        log.info("slack post %s: its sender stopped after Slack accepted it; recorded, not posted again",
+                 post.message_id)
+    return found
 
 
 def _update(ctx: Context, update: Update, tries: int) -> dict[str, Any]:

@@ -29,6 +29,8 @@ class Post:
     quiet_in_incident: bool = False
     seq: int | None = None
     slot_at: float | None = None  # a reserved pacing slot (triage.slack.Pacer), kept when rescheduled
+    triage_id: str | None = None  # the triage that said it: the delivery's log lines carry it
+    run_id: int | None = None
 
     @property
     def story_of(self) -> int | None:
@@ -45,6 +47,8 @@ class Update:
 
     origin: int
     slot_at: float | None = None
+    triage_id: str | None = None
+    run_id: int | None = None
 
     @property
     def label(self) -> str:
@@ -57,6 +61,8 @@ class IncidentRefresh:
 
     incident: str
     slot_at: float | None = None
+    triage_id: str | None = None
+    run_id: int | None = None
 
     @property
     def label(self) -> str:
@@ -91,3 +97,10 @@ def from_dict(data: dict[str, Any]) -> SlackWork:
 
 def with_slot(work: SlackWork, slot_at: float | None) -> SlackWork:
     return replace(work, slot_at=slot_at)
+
+
+def stamped(work: SlackWork, triage_id: str | None, run_id: int | None) -> SlackWork:
+    """The work with the triage (and run) it was said for, unless it carries them already."""
+    if work.triage_id is not None or triage_id is None:
+        return work
+    return replace(work, triage_id=triage_id, run_id=run_id)

@@ -5,7 +5,8 @@ local server (instead of mocking it) exercises the code path production uses: th
 form encodings, the ``Authorization`` header, HTTP statuses and slack-sdk's retry handlers.
 Every accepted message is recorded so tests and the demo can check what a channel would show.
 
-Only what the product uses is simulated: ``auth.test``, ``chat.postMessage``, ``chat.update``
+Only what the product uses is simulated: ``auth.test``, ``chat.postMessage``, ``chat.update``,
+``conversations.history`` and ``conversations.replies`` (to find a post whose answer was lost)
 and one incoming webhook. On top of that, faults (429 with ``Retry-After``, 5xx) can be
 injected and a per-channel rate limit switched on, so that retries and pacing can be tested.
 
@@ -57,6 +58,8 @@ class SlackMessage:
     reply_broadcast: bool = False
     #: Other arguments sent with chat.postMessage (unfurl_links, username, …), as received.
     options: dict[str, Any] = field(default_factory=dict)
+    #: Message metadata (``{"event_type", "event_payload"}``), returned by conversations.* when asked.
+    metadata: dict[str, Any] | None = None
 
     def to_api(self) -> dict[str, Any]:
         """The ``message`` object Slack returns from chat.postMessage / chat.update."""
@@ -71,6 +74,12 @@ class SlackMessage:
             out["blocks"] = self.blocks
         if self.thread_ts is not None:
             out["thread_ts"] = self.thread_ts
+        return out
+
+    def to_history(self, with_metadata: bool) -> dict[str, Any]:
+        out = self.to_api()
+        if with_metadata and self.metadata is not None:
+            out["metadata"] = self.metadata
         return out
 
 
@@ -93,7 +102,8 @@ class Fault:
     retry_after: int
     method: str | None  # None matches every request, "webhook" the webhook
     remaining: int
-    stall: float = 0.0  # seconds to hang before answering (nothing is posted)
+    stall: float = 0.0  # seconds to hang before answering (nothing is posted, unless ``after``)
+    after: bool = False  # carry the request out first, then hang: Slack accepted it, the answer is late
 
 
 class Refused(Exception):
@@ -219,6 +229,8 @@ class SlackSimulator:
             "auth.test": self._auth_test,
             "chat.postMessage": self._post_message,
             "chat.update": self._update,
+            "conversations.history": self._history,
+            "conversations.replies": self._replies,
         }
         self.app = self._build_app()
 
@@ -318,11 +330,12 @@ class SlackSimulator:
         with self._lock:
             self._faults.append(Fault(status, int(retry_after), method, times))
 
-    def stall_next(self, seconds: float, method: str | None = None) -> None:
+    def stall_next(self, seconds: float, method: str | None = None, after: bool = False) -> None:
         """Hang the next request to ``method`` for ``seconds``, then answer 500 without posting:
-        a worker killed meanwhile has claimed the message but not posted it."""
+        a worker killed meanwhile has claimed the message but not posted it. ``after``: post it
+        first, then hang before answering: a worker killed meanwhile never learns its ts."""
         with self._lock:
-            self._faults.append(Fault(500, 0, method, 1, stall=seconds))
+            self._faults.append(Fault(500, 0, method, 1, stall=seconds, after=after))
 
     def rate_limit(self, per_second: float | None) -> None:
         """Refuse (429) posts to a channel arriving faster than ``per_second``; None switches it off."""
@@ -330,14 +343,17 @@ class SlackSimulator:
             self._per_second = per_second
             self._last_post.clear()
 
-    def _raise_fault(self, method: str) -> None:
+    def _raise_fault(self, method: str) -> Fault | None:
+        """Answer with the next matching fault; a fault to apply after the request is returned."""
         with self._lock:
             fault = next((f for f in self._faults if f.method in (None, method)), None)
             if fault is None:
-                return
+                return None
             fault.remaining -= 1
             if fault.remaining == 0:
                 self._faults.remove(fault)
+        if fault.after:
+            return fault
         if fault.stall:
             time.sleep(fault.stall)
         if fault.status == 429:
@@ -388,7 +404,7 @@ class SlackSimulator:
         """Web API: logical errors are HTTP 200 with ok=false; only 429/5xx use HTTP statuses."""
         channel: Any = None
         try:
-            self._raise_fault(method)
+            late = self._raise_fault(method)
             handler = self._handlers.get(method)
             if handler is None:
                 raise Refused("unknown_method")
@@ -402,6 +418,8 @@ class SlackSimulator:
             if token != self.token:
                 raise Refused("invalid_auth")
             body, status, headers = handler(params), 200, {}
+            if late is not None:
+                time.sleep(late.stall)
         except Refused as refused:
             body, status, headers = {"ok": False, "error": refused.error}, refused.status, refused.headers()
         self._log(method, status, body.get("error"), channel)
@@ -425,6 +443,15 @@ class SlackSimulator:
         blocks = None if blocks == [] else blocks
         thread_ts = params.pop("thread_ts", None) or None
         broadcast = _truthy(params.pop("reply_broadcast", False))
+        metadata = params.pop("metadata", None)
+        if isinstance(metadata, str):
+            try:
+                metadata = json.loads(metadata)
+            except ValueError:
+                raise Refused("invalid_metadata_format") from None
+        if metadata is not None and not (isinstance(metadata, dict) and isinstance(metadata.get("event_type"), str)
+                                         and isinstance(metadata.get("event_payload", {}), dict)):
+            raise Refused("invalid_metadata_schema")
         if not channel:
             raise Refused("channel_not_found")
         if not text and not blocks:
@@ -447,9 +474,35 @@ class SlackSimulator:
                 thread_ts,
                 reply_broadcast=broadcast,
                 options=params,
+                metadata=metadata,
             )
             self._messages.append(message)
             return {"ok": True, "channel": channel, "ts": message.ts, "message": message.to_api()}
+
+    def _history(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Top-level messages of a channel, newest first, from ``oldest`` on (as Slack's method)."""
+        channel = str(params.get("channel") or "")
+        oldest = float(params.get("oldest") or 0)
+        with_metadata = _truthy(params.get("include_all_metadata", False))
+        with self._lock:
+            found = [m for m in self._messages if m.channel == channel and m.thread_ts is None
+                     and float(m.ts) >= oldest]
+        found = sorted(found, key=lambda m: float(m.ts), reverse=True)[: int(params.get("limit") or 100)]
+        return {"ok": True, "messages": [m.to_history(with_metadata) for m in found], "has_more": False}
+
+    def _replies(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A thread: its parent first, then its replies from ``oldest`` on, oldest first."""
+        channel, ts = str(params.get("channel") or ""), str(params.get("ts") or "")
+        oldest = float(params.get("oldest") or 0)
+        with_metadata = _truthy(params.get("include_all_metadata", False))
+        with self._lock:
+            parent = self._find_locked(ts, channel)
+            if parent is None:
+                raise Refused("thread_not_found")
+            replies = [m for m in self._messages if m.channel == channel and m.thread_ts == ts
+                       and float(m.ts) >= oldest]
+        return {"ok": True, "messages": [m.to_history(with_metadata) for m in [parent, *replies]],
+                "has_more": False}
 
     def _update(self, params: dict[str, Any]) -> dict[str, Any]:
         """Replace text and/or blocks; an argument left out keeps its value, like Slack."""
