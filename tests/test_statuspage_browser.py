@@ -64,6 +64,10 @@ def wait(driver, what: str, check, timeout: float = 15):
     return WebDriverWait(driver, timeout, poll_frequency=0.2).until(lambda d: check(d), message=what)
 
 
+def _has_api() -> bool:
+    return any(r.rule == "/api/v1/triages" for r in create_app(load_settings()).url_map.iter_rules())
+
+
 def log_in(driver, url: str, token: str) -> None:
     from selenium.webdriver.common.by import By
 
@@ -90,13 +94,18 @@ def test_log_in_and_out(browser, service):
     [cookie] = browser.get_cookies()
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and READ not in cookie["value"]
     assert not browser.find_elements(By.ID, "pause")  # a read session has no admin controls
+    notice = browser.find_element(By.ID, "notice")
+    if _has_api():  # the list loaded through /ui/api: no complaint
+        wait(browser, "the list loaded", lambda d: not d.find_element(By.ID, "notice").is_displayed())
+    else:  # the page reached the web process through /ui/api and says what it found
+        wait(browser, "the notice", lambda d: "operations API is not available" in notice.text)
     browser.find_element(By.CSS_SELECTOR, "form.logout button").click()
     wait(browser, "the login form again", lambda d: d.find_elements(By.ID, "token"))
     assert browser.get_cookies() == []
 
 
 def test_a_triage_appears_live_opens_and_retries_pause(browser, service, paradime, slack):
-    if not any(r.rule == "/api/v1/triages" for r in create_app(load_settings()).url_map.iter_rules()):
+    if not _has_api():
         pytest.skip("the operations API (/api/v1/triages, issue 10) is not in this build")
     from selenium.webdriver.common.by import By
 

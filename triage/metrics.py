@@ -31,10 +31,11 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from redis import Redis
+from redis.client import Pipeline
 
 from triage import keyspace
 
@@ -131,7 +132,7 @@ class _Recorder:
         self.failing = False
         self.lock = threading.Lock()
 
-    def write(self, build) -> None:
+    def write(self, build: Callable[[Pipeline], object]) -> None:
         """Run ``build(pipe)`` and execute it; never raise."""
         redis = self.redis
         if redis is None or time.monotonic() < self.paused_until:

@@ -124,7 +124,8 @@ def _inner(path: str, token: str) -> Response:
     """Run one API request in this process, as if it had come with ``Authorization: Bearer <token>``."""
     body = request.get_data(cache=False)
     outer: dict[str, Any] = request.environ
-    environ = {k: v for k, v in outer.items() if not k.startswith("HTTP_") or k in _FORWARDED}
+    environ = {k: v for k, v in outer.items()  # CGI and WSGI keys only: not werkzeug's request object
+               if (k.isupper() and (not k.startswith("HTTP_") or k in _FORWARDED)) or k.startswith("wsgi.")}
     environ.update({"PATH_INFO": path, "SCRIPT_NAME": "", "QUERY_STRING": outer.get("QUERY_STRING", ""),
                     "HTTP_AUTHORIZATION": f"Bearer {token}", "CONTENT_LENGTH": str(len(body)),
                     "wsgi.input": io.BytesIO(body), "HTTP_HOST": outer.get("HTTP_HOST", "localhost")})

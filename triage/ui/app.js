@@ -34,7 +34,11 @@ async function call(method, path, body) {
   }
   const resp = await fetch("/ui/api/" + path, options);
   const data = await resp.json().catch(() => ({}));
-  if (!resp.ok) throw new Error(data.message || data.error || ("HTTP " + resp.status));
+  if (!resp.ok) {
+    const err = new Error(data.message || data.error || ("HTTP " + resp.status));
+    err.status = resp.status;
+    throw err;
+  }
   return data;
 }
 
@@ -91,7 +95,8 @@ async function refresh() {
     body.replaceChildren(...data.triages.map(row));
     notice("");
   } catch (err) {
-    notice("Could not load triages: " + err.message);
+    notice(err.status === 404 ? "The operations API is not available on this server."
+      : "Could not load triages: " + err.message);
   }
 }
 
