@@ -156,7 +156,7 @@ async function showPauses() {
     target.textContent = pauses.length ? "Paused: " + pauses.map((p) =>
       `${p.schedule} until ${p.until}${p.reason ? " (" + p.reason + ")" : ""}`).join("; ") : "Retries not paused";
   } catch (err) {
-    target.textContent = err.message;
+    target.textContent = err.status === 404 ? "" : err.message;
   }
 }
 
