@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from redis import Redis
 from rq import SimpleWorker
 from rq.registry import ScheduledJobRegistry
@@ -34,6 +36,15 @@ from triage.config import DEFAULT_POLICY, load_settings
 from triage.sim.paradime import ParadimeSimulator
 from triage.sim.slack import SlackSimulator
 from workers import context
+
+# Property tests (tests/faults/test_properties.py): a moderate number of examples by default, so the
+# suite stays within CI's budget; HYPOTHESIS_PROFILE=thorough for a long local search. No deadline: a
+# loaded CI machine makes single examples slow. The app and Redis fixtures are reset by each example.
+hypothesis_settings.register_profile("ci", max_examples=150, deadline=None, print_blob=True,
+                                     suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                            HealthCheck.too_slow, HealthCheck.data_too_large])
+hypothesis_settings.register_profile("thorough", parent=hypothesis_settings.get_profile("ci"), max_examples=5000)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO.parent / "shared" / "samples"

@@ -181,6 +181,8 @@ class ParadimeSettings:
     max_attempts: int = policy("paradime.max_attempts", whole(1))
     artifact_max_bytes: int = policy("paradime.artifact_max_bytes", whole(1024))
     manifest_max_bytes: int = policy("paradime.manifest_max_bytes", whole(1024))  # streamed, never held
+    #: one artifact download as a whole (a server that drips bytes never trips timeout_seconds)
+    download_seconds: float = policy("paradime.download_seconds", positive)
     recheck_seconds: tuple[float, ...] = policy("paradime.recheck_seconds", seconds)
     retry_base_seconds: float = policy("paradime.retry_base_seconds", positive)  # doubles each time
 

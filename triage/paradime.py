@@ -21,6 +21,10 @@ Artifact downloads (``stream``/``download``) follow redirects by hand, under thi
   configured ``PARADIME_API_ENDPOINT`` host itself resolves to (the simulator and the tests run on
   127.0.0.1: then loopback is allowed, private networks still are not).
 
+A download is also bounded in time as a whole (``paradime.download_seconds``): a server that drips a
+byte now and then never trips the per-read timeout. A body cut short of its ``Content-Length`` or a
+``Content-Encoding`` that does not decode is an ``UpstreamError`` naming it, like a size over the cap.
+
 A refusal is an ``UpstreamError`` (not retryable) with a one-line reason, so the triage falls back to
 the command's log. The check resolves the name before ``requests`` connects; a DNS answer that changes
 in between (rebinding) is not prevented.
@@ -41,7 +45,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
+from urllib3.exceptions import ConnectTimeoutError, DecodeError, NewConnectionError, ProtocolError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from triage import instrument
@@ -270,7 +274,7 @@ class ParadimeClient:
             if declared.isdigit() and int(declared) > max_bytes:
                 raise _too_big(where, max_bytes)
             resp.raw.decode_content = True
-            yield _Capped(resp.raw, max_bytes, where)
+            yield _Capped(resp.raw, max_bytes, where, time.monotonic() + self.settings.download_seconds)
 
     def _get_artifact(self, url: str, where: str) -> requests.Response:
         """GET ``url`` (streamed), following at most MAX_REDIRECTS redirects by hand, each target checked."""
@@ -347,17 +351,30 @@ class ParadimeClient:
 
 
 class _Capped:
-    """A file-like ``read()`` over a streamed response that refuses to read more than ``limit`` bytes."""
+    """A file-like ``read()`` over a streamed response that refuses to read more than ``limit`` bytes or
+    to go on past ``deadline`` (``time.monotonic()``). Each read takes what one receive brings
+    (``read1``), so a body that drips is given up on at its deadline, at most one socket timeout late."""
 
-    def __init__(self, raw: Any, limit: int, where: str):
-        self.raw, self.limit, self.where, self.count = raw, limit, where, 0
+    def __init__(self, raw: Any, limit: int, where: str, deadline: float):
+        self.raw, self.limit, self.where, self.deadline, self.count = raw, limit, where, deadline, 0
+        self.started = time.monotonic()
 
     def read(self, size: int = 64 * 1024) -> bytes:
         if size == 0:  # parsers probe with read(0) to learn bytes vs str
             return b""
+        if time.monotonic() > self.deadline:
+            raise UpstreamError(f"artifact download from {self.where}: not finished within "
+                                f"{self.deadline - self.started:.0f}s ({self.count} bytes read)", retryable=False)
         try:
-            chunk = self.raw.read(size if size > 0 else 64 * 1024)
-        except (requests.RequestException, OSError, ValueError) as exc:  # urllib3 errors, timeouts
+            chunk = self.raw.read1(size if size > 0 else 64 * 1024)
+        except DecodeError:
+            encoding = self.raw.headers.get("Content-Encoding", "")
+            raise UpstreamError(f"artifact download from {self.where}: could not decompress "
+                                f"(Content-Encoding: {encoding})", retryable=False) from None
+        except ProtocolError:  # IncompleteRead among others: the connection ended mid-body
+            raise UpstreamError(f"artifact download from {self.where}: connection closed before the end of "
+                                f"the body ({self.count} bytes read)") from None
+        except (requests.RequestException, OSError, ValueError) as exc:  # timeouts, resets
             raise UpstreamError(f"artifact download from {self.where}: {exc.__class__.__name__}") from None
         self.count += len(chunk)
         if self.count > self.limit:

@@ -25,6 +25,8 @@ from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
 from triage import keyspace
@@ -69,6 +71,14 @@ class Story:
     repeat_of: int | None = None  # told as a reply under this earlier run's alert (same failure again)
 
 
+def _raise_if_connection_lost(exc: WatchError) -> None:
+    """redis-py reports a connection lost (or timed out) while watching as a WatchError. That is no rival
+    write: retrying would wait out a second timeout, and "someone else got there" would be a lie; raise
+    the connection error, so that the intake answers 503 and the sender delivers again."""
+    if isinstance(exc.__context__, RedisConnectionError | RedisTimeoutError):
+        raise RedisConnectionError("connection to Redis lost during a transaction") from exc
+
+
 class Store:
     """Triage records, intake claims, run claims, evidence, chains and stories; ``retries`` and
     ``posts`` own the two side effects that must happen at most once."""
@@ -109,8 +119,9 @@ class Store:
                     enqueue(pipe)
                     pipe.execute()
                     return None
-                except WatchError:  # another delivery claimed a key meanwhile: read it again
-                    continue
+                except WatchError as exc:
+                    _raise_if_connection_lost(exc)
+                    continue  # another delivery claimed a key meanwhile: read it again
 
     def reopen(self, triage_id: str, enqueue: Callable[[Pipeline], Any], **fields: Any) -> bool:
         """Start a new attempt of a triage that will not complete by itself (failed, dead-lettered, or
@@ -131,8 +142,9 @@ class Store:
                 enqueue(pipe)
                 pipe.execute()
                 return True
-            except WatchError:
-                return False
+            except WatchError as exc:
+                _raise_if_connection_lost(exc)
+                return False  # another caller reopened it first
 
     # --- triage records (what the operations API lists) -----------------------------------------
 

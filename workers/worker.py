@@ -20,6 +20,9 @@ import time
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Worker
+from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
+from rq.scheduler import RQScheduler
+from rq.scripts import release_lock
 from rq.serializers import JSONSerializer
 
 from triage import broker, logs
@@ -27,6 +30,7 @@ from triage.config import load_settings, redact_url, require_worker
 from triage.errors import ConfigError
 from triage.probes import one_line, probe_paradime, probe_slack
 from workers import context
+from workers.jobs import TriageFailed
 
 log = logging.getLogger("workers.worker")
 
@@ -34,10 +38,91 @@ log = logging.getLogger("workers.worker")
 #: found abandoned at most that long after the worker died, by the next maintenance of any worker.
 JOB_MONITORING_SECONDS = 15
 #: RQ's maintenance (abandoned jobs re-run or failed, the scheduler process restarted if it died, as
-#: after a Redis restart) every this many seconds instead of RQ's 10 minutes; an idle worker wakes from
-#: its blocking wait for jobs this often (worker_ttl below) to run it. Recovery bound:
-#: 15 + 60 + 30 = 105 s after a worker dies; 30 s for the scheduler after Redis is back.
-MAINTENANCE_SECONDS = 30
+#: after a Redis restart, a dead worker's scheduler lock taken over) every this many seconds instead of
+#: RQ's 10 minutes; an idle worker wakes from its blocking wait for jobs this often (worker_ttl below)
+#: to run it. Recovery bounds: 15 + 60 + 10 = 85 s after a worker dies for its job; 10 s for the
+#: scheduler after Redis is back; SCHEDULER_STALE_SECONDS + 10 s for the scheduler after the worker
+#: that ran it died.
+MAINTENANCE_SECONDS = 10
+#: RQ's scheduler refreshes its lock every ``interval`` (1 s) to expire ``interval + 60`` s later, so a
+#: worker killed while its scheduler holds the lock (SIGKILL, OOM, a lost machine) would stop all delayed
+#: work (re-checks, retries after their backoff, paced Slack posts) for up to 61 s plus a maintenance
+#: interval. A lock not refreshed for this long (its TTL that much below the full one) is released
+#: (token-checked) by the next worker's maintenance, which then starts its own scheduler.
+SCHEDULER_STALE_SECONDS = 10
+
+
+class GaveUpInOneLine(logging.Filter):
+    """RQ logs every failed job with its traceback. A ``TriageFailed`` is a job giving up on purpose with
+    its reason (Paradime down through every re-check, say): its traceback says nothing more, so the line
+    keeps only the reason. Any other exception keeps its traceback."""
+
+    _FAILED = "Worker %s: job %s: exception raised while executing (%s)\n%s"
+    _MARK = f"{TriageFailed.__module__}.{TriageFailed.__qualname__}: "
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == self._FAILED and isinstance(record.args, tuple) and len(record.args) == 4:
+            last = str(record.args[3]).rstrip().rsplit("\n", 1)[-1]
+            if last.startswith(self._MARK):
+                record.msg = "Worker %s: job %s: gave up (%s): %s"
+                record.args = (*record.args[:3], last.removeprefix(self._MARK))
+        return True
+
+
+class _Scheduler(RQScheduler):
+    """RQ's scheduler, whose process ends with one log line when Redis goes away, instead of RQ's logged
+    traceback followed by multiprocessing's printed one; the worker's maintenance starts a new one."""
+
+    def work(self) -> None:
+        try:
+            super().work()
+        except RedisError as exc:
+            self.log.error("Scheduler [PID %s] stopped: Redis unavailable (%s); the worker starts another "
+                           "within %d s of Redis being back", os.getpid(), one_line(exc), MAINTENANCE_SECONDS)
+
+
+class TriageWorker(Worker):
+    """RQ's forking worker that runs ``_Scheduler`` and takes over the scheduler lock of a scheduler
+    that has died."""
+
+    def _start_scheduler(self, burst: bool = False, logging_level: str | None = "INFO",
+                         date_format: str = DEFAULT_LOGGING_DATE_FORMAT, log_format: str = DEFAULT_LOGGING_FORMAT,
+                         ) -> None:
+        """RQ's own, but with ``_Scheduler`` (a burst worker only enqueues what is due, in this process)."""
+        if burst:
+            super()._start_scheduler(burst, logging_level, date_format, log_format)
+            return
+        self.scheduler = _Scheduler(self.queues, connection=self.connection, serializer=self.serializer,
+                                    logging_level=logging_level if logging_level is not None else self.log.level,
+                                    date_format=date_format, log_format=log_format)
+        self.scheduler.acquire_locks()
+        if self.scheduler.acquired_locks:
+            self.scheduler.start()
+
+    def run_maintenance_tasks(self) -> None:
+        if self.scheduler is not None:
+            release_stale_scheduler_locks(self.connection, [q.name for q in self.queues],
+                                          full_ttl=self.scheduler.interval + 60)
+        super().run_maintenance_tasks()
+
+
+def release_stale_scheduler_locks(redis: Redis, queue_names: list[str], full_ttl: float,
+                                  stale_after: float = SCHEDULER_STALE_SECONDS) -> list[str]:
+    """Release each queue's scheduler lock that has not been refreshed for ``stale_after`` seconds (its
+    TTL is below ``full_ttl - stale_after``); the queues whose lock was released. Judged by the lock's own
+    TTL, so neither clocks nor the holder's metadata (written only after the lock is taken) matter; the
+    release deletes the lock only while the stale holder still has it."""
+    released = []
+    for name in queue_names:
+        key = RQScheduler.get_locking_key(name)
+        holder, ttl = redis.get(key), redis.ttl(key)
+        if holder is None or ttl < 0 or ttl >= full_ttl - stale_after:
+            continue
+        if release_lock(redis, key, holder.decode()):
+            log.warning("scheduler lock for %s released: not refreshed for %.0f s (its holder is gone)", name,
+                        full_ttl - ttl)
+            released.append(name)
+    return released
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bolt-triage worker: configuration error: {exc}", file=sys.stderr)
         return 2
     logs.guard_std_streams()  # from here on, tracebacks printed by RQ's scheduler process too are log lines
+    logging.getLogger("rq.worker").addFilter(GaveUpInOneLine())
     for warning in warnings:
         log.warning("%s", warning)
     wait_for_redis(ctx.store.redis, settings.redis_url)
@@ -73,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                 log.warning("%s; starting anyway: jobs retry while it is unreachable", probe.line())
     context.install(ctx)
     queues = [ctx.queue, broker.queue(ctx.store.redis, broker.SLACK_QUEUE)]  # triage first, then Slack
-    worker = Worker(queues, connection=ctx.store.redis, serializer=JSONSerializer, name=args.name,
+    worker = TriageWorker(queues, connection=ctx.store.redis, serializer=JSONSerializer, name=args.name,
                     job_monitoring_interval=JOB_MONITORING_SECONDS, maintenance_interval=MAINTENANCE_SECONDS,
                     worker_ttl=MAINTENANCE_SECONDS + 15)  # RQ blocks on the queue worker_ttl - 15 s between checks
     worker.work(burst=args.burst, with_scheduler=True, logging_level=args.log_level)

@@ -4,7 +4,7 @@ forking Worker with the scheduler) as subprocesses, the web app on a socket, rea
 Paradime and Slack simulators. Each test asserts exactly what happened afterwards.
 
 Bounds (workers/worker.py): a dead horse is seen at once by its worker; a dead worker's job is found
-abandoned by another worker within JOB_MONITORING_SECONDS + 60 + MAINTENANCE_SECONDS = 105 s.
+abandoned by another worker within JOB_MONITORING_SECONDS + 60 + MAINTENANCE_SECONDS = 85 s.
 """
 
 from __future__ import annotations
