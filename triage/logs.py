@@ -283,8 +283,8 @@ def _add_filter_once(handler: logging.Handler) -> None:
 
 class _StreamGuard:
     """``sys.stdout``/``sys.stderr`` of a web or worker process: each line written there by code that
-    does not log (Python printing a child process's traceback, as multiprocessing does when RQ's
-    scheduler dies with its Redis connection; ``warnings``; a stray ``print``) is redacted, and with
+    does not log (the traceback multiprocessing prints for a child process that raised, such as
+    RQ's scheduler; ``warnings``; a stray ``print``) is redacted, and with
     ``fmt="json"`` becomes a JSON line (logger ``stdout``/``stderr``) like every logged line. Lines that
     are already ours (a handler created on this stream later, as gunicorn's are) pass as they are."""
 
