@@ -106,7 +106,7 @@ def test_corpus_transient_messages_are_recognised(shipped: RuleSet) -> None:
         for row, res in judge(corpus_rows(), shipped)
         if row["label"] in ("transient", "conditional")
     ]
-    missed = [describe(row, res) for row, res in judged if res.verdict != "transient"]
+    missed = [describe(row, res) for row, res in judged if res.verdict not in ("transient", "conditional")]
     recognised = len(judged) - len(missed)
     assert recognised >= 0.9 * len(judged), (
         f"only {recognised}/{len(judged)} transient+conditional recognised; misses:\n" + "\n".join(missed)
@@ -117,7 +117,7 @@ def test_corpus_conditional_messages_get_one_retry(shipped: RuleSet) -> None:
     wrong = [
         describe(row, res) + f" max_retries={res.max_retries}"
         for row, res in judge(corpus_rows(), shipped)
-        if row["label"] == "conditional" and res.verdict == "transient" and res.max_retries != 1
+        if row["label"] == "conditional" and res.verdict in ("transient", "conditional") and res.max_retries != 1
     ]
     assert not wrong, "conditional messages without max_retries == 1:\n" + "\n".join(wrong)
 
@@ -125,7 +125,7 @@ def test_corpus_conditional_messages_get_one_retry(shipped: RuleSet) -> None:
 def test_corpus_ambiguous_messages_do_not_crash(shipped: RuleSet) -> None:
     for row, result in judge(corpus_rows(), shipped):
         if row["label"] == "ambiguous":
-            assert result.verdict in ("transient", "deterministic", "unknown")
+            assert result.verdict in ("transient", "conditional", "deterministic", "unknown")
 
 
 @pytest.mark.parametrize(
@@ -151,7 +151,7 @@ def test_corpus_ambiguous_messages_do_not_crash(shipped: RuleSet) -> None:
             "Encountered an error:\nExternal connection exception occurred: "
             "HTTPSConnectionPool(host='hub.getdbt.com', port=443): Read timed out.",
             None,
-            "transient",
+            "conditional",
             "connection",
         ),
         (
@@ -164,7 +164,7 @@ def test_corpus_ambiguous_messages_do_not_crash(shipped: RuleSet) -> None:
         (
             "fatal: unable to access 'https://github.com/acme/dbt.git/': Could not resolve host: github.com",
             None,
-            "transient",
+            "conditional",
             "connection",
         ),
         # MySQL (no corpus entries)
@@ -174,7 +174,7 @@ def test_corpus_ambiguous_messages_do_not_crash(shipped: RuleSet) -> None:
             "transient",
             "lock_conflict",
         ),
-        ("2013 (HY000): Lost connection to MySQL server during query", "mysql", "transient", "connection"),
+        ("2013 (HY000): Lost connection to MySQL server during query", "mysql", "conditional", "connection"),
         ("1146 (42S02): Table 'analytics.orders' doesn't exist", "mysql", "deterministic", "missing_object"),
         (
             "1064 (42000): You have an error in your SQL syntax; check the manual",
@@ -248,7 +248,14 @@ def test_unmatched_message_is_unknown() -> None:
     )
     assert (result.verdict, result.category, result.rule) == ("unknown", "unknown", None)
     assert result.source == "log"
-    assert result.excerpt == "Something odd happened"
+    assert result.excerpt == "Something odd happened more"
+
+
+def test_unknown_excerpt_is_the_error_not_its_header() -> None:
+    """Slack shows an unrecognised failure's excerpt: the warehouse's words, not "Encountered an error:"."""
+    message = "Encountered an error:\nRuntime Error\n  The frobnicator refused: quota 7 of 5"
+    result = classify(message, adapter=None, rules=RuleSet.from_dicts(PRECEDENCE_RULES))
+    assert (result.verdict, result.excerpt) == ("unknown", "The frobnicator refused: quota 7 of 5")
 
 
 def test_empty_message_is_unknown() -> None:
@@ -457,7 +464,7 @@ def test_site_file_can_disable_a_shipped_rule(tmp_path: Path) -> None:
         ),
         (
             [rule(verdict="maybe")],
-            r"^<memory>: rules\[0\]\.verdict: 'maybe' is not one of transient, deterministic$",
+            r"^<memory>: rules\[0\]\.verdict: 'maybe' is not one of transient, conditional, deterministic$",
         ),
         ([rule("dup"), rule("dup")], r"^<memory>: rules\[1\]\.name: duplicate rule name 'dup' in this file$"),
         ([rule("Not Snake")], r"rules\[0\]\.name: 'Not Snake' is not a snake_case name"),
@@ -606,3 +613,52 @@ def test_classify_excerpt_on_a_huge_log_is_bounded(shipped: RuleSet) -> None:
     assert (result.rule, result.max_retries) == ("postgres_statement_timeout", 1)
     assert len(result.excerpt) <= EXCERPT_LIMIT
     assert "canceling statement due to statement timeout" in result.excerpt
+
+
+def test_code_table_entries_layer_by_name_like_phrases(tmp_path: Path) -> None:
+    """A site file can add a code rule, and disable or replace a shipped one by name (format unchanged)."""
+    site = write(tmp_path, "site.yaml", """
+rules:
+  - {name: snowflake_code_lock_waiters, enabled: false}
+  - name: our_vendor_number
+    kind: snowflake
+    codes: ['390999']
+    verdict: deterministic
+    category: config
+    source: our runbook
+    description: Our proxy's answer.
+""")
+    rules = RuleSet.load(SHIPPED, site)
+    assert rules.get("snowflake_code_lock_waiters") is None
+    waiters = "000625 (57014): Statement 'x' has locked table 'T', number of waiters for this lock exceeds 20"
+    # Without the vendor's number, the generic SQLSTATE 57014 (a cancelled query: conditional) decides.
+    assert classify(waiters, adapter="snowflake", rules=rules).rule == "sqlstate_query_canceled_code"
+    ours = classify("390999 (08001): refused", adapter="snowflake", rules=rules)
+    assert (ours.verdict, ours.rule, ours.code, ours.reference) == ("deterministic", "our_vendor_number",
+                                                                   "snowflake:390999", "our runbook")
+
+
+@pytest.mark.parametrize(("item", "message"), [
+    ({"pattern": "x", "kind": "sqlstate", "codes": ["40001"]}, "give either 'pattern'"),
+    ({"kind": "nonsense", "codes": ["1"]}, "is not one of sqlstate"),
+    ({"kind": "sqlstate", "codes": []}, "must be a non-empty list of codes"),
+    ({"pattern": "x", "verdict": "conditional", "max_retries": 2}, "at most 1 retry"),
+])
+def test_code_rule_mistakes_are_config_errors(item: dict, message: str) -> None:
+    base = {"name": "r", "verdict": "transient", "category": "timeout"}
+    with pytest.raises(ConfigError, match=message):
+        RuleSet.from_dicts([{**base, **item}])
+
+
+def test_a_huge_message_is_judged_on_its_head_and_its_tail_only():
+    """A 20 MB message (compiled SQL in it) is read at a bounded size, and an error at its start or
+    at its end still counts (cost per message: bench, not here)."""
+    from triage.classify import MAX_CLASSIFIED_CHARS, RuleSet, _bounded, classify
+    from triage.config import SHIPPED_RULES
+
+    rules = RuleSet.load(SHIPPED_RULES)
+    error = "002003 (42S02): SQL compilation error:\n  Object 'RAW.ORDERS' does not exist\n"
+    filler = "select a, b, c from t where x = 1 and y = 2\n" * (20_000_000 // 44)
+    assert len(_bounded(filler)) <= MAX_CLASSIFIED_CHARS + 3
+    assert classify(error + filler, adapter="snowflake", rules=rules).verdict == "deterministic"
+    assert classify(filler + error, adapter="snowflake", rules=rules).verdict == "deterministic"

@@ -100,7 +100,8 @@ def test_the_offline_tools_use_the_rules_of_triage_config(tmp_path):
 
 @pytest.mark.parametrize("doc, message", [
     ({"retry": {"max_attemps": 3}}, "retry.max_attemps: unknown key (allowed: backoff_seconds, "
-                                    "give_up_after_unrecovered, max_attempts, retry_unknown, retry_unknown_if_flaky)"),
+                                    "give_up_after_unrecovered, max_attempts, retry_unknown, retry_unknown_if_flaky, "
+                                    "same_error_runs)"),
     ({"retry": {"max_attempts": "two"}}, "retry.max_attempts: expected a whole number >= 0, got 'two'"),
     ({"retry": {"max_attempts": -1}}, "retry.max_attempts: expected a whole number >= 0"),
     ({"retry": {"backoff_seconds": [60, "5m"]}}, "retry.backoff_seconds: expected seconds >= 0, got '5m'"),

@@ -47,3 +47,44 @@ def test_every_adapter_family_is_covered():
                 "clickhouse": ["clickhouse"], "dbt-core": ["dbt-core"], "dbt-fusion": ["dbt-fusion"]}
     assert {f: sum(count[a] for a in members) for f, members in families.items() if
             sum(count[a] for a in members) < 10} == {}
+
+
+# --------------------------------------------------------------------------- generalisation, measured
+
+#: Measured on the held-out part (``triage.evaluate.part_of``), which rules are never tuned against.
+#: The issue's targets are 90 % / 85 % / 10 % / 0; these floors are what the shipped rules reach today,
+#: so that a change that makes generalisation worse fails here. Raise them as the rules improve.
+HELD_OUT_FLOORS = {"retryable_recall": 0.82, "deterministic_recall": 0.71, "unknown_share": 0.175,
+                   "retried_more_than_once": 2}
+
+
+def _score(part: str):
+    from triage.classify import RuleSet
+    from triage.evaluate import evaluate, load_corpus
+
+    return evaluate(load_corpus(CORPUS), RuleSet.load()).part(part)
+
+
+def test_the_split_is_fixed_by_the_id_and_holds_out_about_a_third():
+    from triage.evaluate import part_of
+
+    parts = Counter(part_of(e["id"]) for e in rows())
+    assert parts["held-out"] + parts["tuning"] == len(rows())
+    assert 0.25 < parts["held-out"] / len(rows()) < 0.42
+    assert part_of("SF-001") == part_of("SF-001")  # a hash of the id: nothing else moves an entry
+
+
+def test_held_out_part_meets_the_measured_floors():
+    from triage.evaluate import RETRYABLE
+
+    score = _score("held-out")
+    retryable = score.recall(RETRYABLE, RETRYABLE)[0]
+    deterministic = score.recall(frozenset({"deterministic"}), frozenset({"deterministic"}))[0]
+    assert retryable >= HELD_OUT_FLOORS["retryable_recall"], retryable
+    assert deterministic >= HELD_OUT_FLOORS["deterministic_recall"], deterministic
+    assert score.unknown_share <= HELD_OUT_FLOORS["unknown_share"], score.unknown_share
+    assert len(score.unsafe) <= HELD_OUT_FLOORS["retried_more_than_once"], [e.id for e, _ in score.unsafe]
+
+
+def test_tuning_part_retries_no_deterministic_message_more_than_once():
+    assert [e.id for e, _ in _score("tuning").unsafe] == []

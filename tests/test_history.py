@@ -33,7 +33,9 @@ def test_counts_are_per_run_and_idempotent(redis):
     h.record_recovery(101, [NODE])
     got = h.get([NODE, "model.shop.never_seen"])
     assert got[NODE] == NodeHistory(NODE, failures=1, transient=1, retries=1, recoveries=1,
-                                    last_verdict="transient", last_run=100)
+                                    last_verdict="transient", last_run=100,
+                                    previous_runs=got[NODE].previous_runs)
+    assert len(got[NODE].previous_runs) == 1  # one mark per run, however often it was delivered
     assert got["model.shop.never_seen"].failures == 0
     assert [n.node for n in h.recent()] == [NODE]
 

@@ -23,11 +23,11 @@ def triage(*args: str) -> subprocess.CompletedProcess:
 def test_eval_on_the_shared_corpus_meets_the_bars():
     proc = triage("eval", CORPUS, "--min-transient-recall", "0.9")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "deterministic classified transient (would be retried): 0" in proc.stdout
-    line = next(x for x in proc.stdout.splitlines() if x.strip().startswith("transient ") and "recall" in x)
+    assert "deterministic retried more than once: 0" in proc.stdout
+    line = next(x for x in proc.stdout.splitlines() if x.strip().startswith("transient+conditional recall"))
     recall = float(line.split("recall")[1].split("%")[0])
     assert recall >= 90.0
-    assert "confusion" in proc.stdout and "misses:" in proc.stdout
+    assert "confusion" in proc.stdout and "held-out:" in proc.stdout and "misses (tuning part" in proc.stdout
 
 
 def test_eval_fails_when_a_rule_would_retry_a_deterministic_message(tmp_path):

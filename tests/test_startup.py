@@ -118,7 +118,7 @@ def test_web_starts_with_redis_down_and_answers_503(env, tmp_path):
 @pytest.mark.parametrize("change, message", [
     ({"TRIAGE_CONFIG": "policy.yaml"}, "bolt-triage web: configuration error: retry.max_attemps: unknown key "
                                        "(allowed: backoff_seconds, give_up_after_unrecovered, max_attempts, "
-                                       "retry_unknown, retry_unknown_if_flaky)"),
+                                       "retry_unknown, retry_unknown_if_flaky, same_error_runs)"),
     ({"PARADIME_WEBHOOK_SECRET": ""}, "bolt-triage web: configuration error: PARADIME_WEBHOOK_SECRET: not set, "
                                       "nor PARADIME_WEBHOOK_TOKEN; set one, or set webhook.verification: none (or "
                                       "TRIAGE_WEBHOOK_VERIFICATION=none) to accept unverified webhooks"),

@@ -345,3 +345,30 @@ def test_slack_preview_cli_refuses_unreadable_input(tmp_path):
     bad.write_text("rules: 3\n")
     proc = triage("slack-preview", BIG_SAMPLE, "--rules", bad)
     assert proc.returncode == 2 and "triage slack-preview:" in proc.stderr
+
+
+def test_flaky_is_said_only_of_nodes_that_meet_the_definition():
+    from triage.history import NodeHistory
+    from triage.summary import recovered_nodes_sentence
+
+    once = recovered_nodes_sentence(["model.shop.stg_orders"], [])
+    assert once == "stg_orders passed on retry"
+    flaky = NodeHistory("model.shop.stg_orders", retries=4, recoveries=3, last_verdict="transient")
+    both = recovered_nodes_sentence(["model.shop.stg_orders", "model.shop.stg_payments"], [flaky])
+    assert both == "stg_payments passed on retry; flaky: stg_orders recovered on 3 of 4 retries"
+
+
+def test_the_why_line_never_repeats_the_verdict():
+    from triage.models import Classification, Command, Decision, Evidence, Failure, Reason
+    from triage.summary import triage_message
+
+    ev = Evidence(run_id=5, state="ERROR", commands=[Command(1, "dbt run", return_code=1)],
+                  failures=[Failure(1, "dbt run", "x", Classification("transient", "lock_conflict", "r", max_retries=1),
+                                    node="model.a.b")])
+    capped = Decision("none", "this kind of failure is worth only 1 retry, and 1 retry already failed",
+                      code=Reason.RULE_CAP)
+    text = json.dumps(triage_message("s", ev, capped, 1).blocks)
+    assert text.count("worth only 1 retry") == 1
+    retry = Decision("retry", "transient: 1× lock_conflict", 1, 60.0, code=Reason.TRANSIENT, detail="1× lock_conflict")
+    blocks = json.dumps(triage_message("s", ev, retry, 0).blocks, ensure_ascii=False)
+    assert "why: transient: 1× lock_conflict" in blocks

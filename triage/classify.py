@@ -1,17 +1,22 @@
-"""Rule engine: is a failed dbt node's message transient (worth a retry) or deterministic (not)?
+"""Rule engine: is a failed dbt node's message transient, conditional or deterministic?
 
 The rules are data, not code: ``triage/defaults/rules.yaml`` ships with the product and a site may layer its
-own file on top, so a data engineer can read, fix and extend them without a release. Each rule is a
-Python regex with a verdict (``transient`` | ``deterministic``), a category and an optional cap on
-the retries it deserves.
+own file on top, so a data engineer can read, fix and extend them without a release. A rule is a
+*code table entry* (``kind`` + ``codes``: SQLSTATEs, vendor numbers, error classes, HTTP statuses, found
+by ``triage.codes``) or a *phrase* (a Python regex), with a verdict (``transient`` | ``conditional`` |
+``deterministic``), a category, an optional cap on the retries it deserves and the ``source`` its
+meaning comes from. Codes come first because a vendor's code means the same thing in every wording
+and wrapper; phrases cover what carries no code.
 
-Precedence
-    1. Deterministic evidence beats transient evidence in the same message. A message that shows a
+Precedence (``_rank``)
+    1. Deterministic evidence beats everything else in the same message. A message that shows a
        lock wait *and* a syntax error fails again once the lock clears: retrying it burns warehouse
        money and hides the real bug, so one deterministic match is enough to refuse the retry.
-    2. Among matches of the same verdict the first rule in file order wins: it names the rule, the
-       category and the retry cap reported. Specific rules therefore sit above generic ones.
-    3. A message no rule matches is ``Classification(verdict="unknown", category="unknown")``.
+    2. Then a vendor's own code or class beats a generic SQLSTATE or HTTP status, which beats a
+       phrase: ``000625 (57014)`` is Snowflake's lock-waiters error, not any cancelled query.
+    3. Then the more cautious verdict: conditional (one retry at most) beats transient.
+    4. Then file order: it names the rule, the category and the retry cap reported.
+    5. A message no rule matches is ``Classification(verdict="unknown", category="unknown")``.
        Unknown is not transient: the caller decides what to do with it, never this module.
 
 Adapters
@@ -30,8 +35,10 @@ Layering
     Patterns are compiled once, at load; every problem is a ``ConfigError`` naming file and key.
 
 Cost
-    Every applicable rule scans the whole text: with the shipped rules that is about 2 s per MB in
-    CPython's ``re``. Run-results messages are tiny; for a log, pass the failing part, not megabytes.
+    Every applicable rule scans the whole text (phrases twice for a message with line breaks, once
+    unwrapped): with the shipped rules that is several seconds per MB in CPython's ``re``. Run-results
+    messages are tiny and logs are passed as their error blocks (``triage.artifacts``); do not pass
+    megabytes.
 """
 
 from __future__ import annotations
@@ -44,10 +51,14 @@ from typing import Any
 
 import yaml
 
+from triage.codes import Code, CodeKind, code_matches, configured_limit, extract
 from triage.errors import ConfigError
 from triage.models import Classification
 
-VERDICTS: tuple[str, ...] = ("transient", "deterministic")
+VERDICTS: tuple[str, ...] = ("transient", "conditional", "deterministic")
+
+#: How much a verdict weighs when several rules match one message: the most cautious one wins.
+SEVERITY: dict[str, int] = {"deterministic": 0, "conditional": 1, "transient": 2}
 
 #: Allowed categories per verdict. ``resource_limit`` exists on both sides: a full queue clears on
 #: its own (transient), a bytes-billed guard or a memory limit for the query's shape does not.
@@ -74,6 +85,8 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
         "dependency",
     ),
 }
+#: A conditional failure is load or the query itself: the transient categories, judged with one retry.
+CATEGORIES["conditional"] = CATEGORIES["transient"]
 
 #: Adapters that produce the same error texts, folded onto one name.
 ADAPTER_ALIASES: dict[str, str] = {
@@ -90,11 +103,18 @@ DEFAULT_RULES_PATH = Path(__file__).resolve().parent / "defaults" / "rules.yaml"
 #: Longest excerpt we keep: enough for a Slack line, short enough not to leak a whole log.
 EXCERPT_LIMIT = 240
 
+#: Phrases are also tried with line breaks unwrapped in texts up to this size (a message, not a log).
+UNWRAP_LIMIT = 64_000
+
+#: Codes are looked for in the first 200 kB of a message (a log excerpt may be long; codes come early).
+CODE_SCAN_LIMIT = 200_000
+
 #: run_results resource types whose ``fail`` status means "the data test found rows".
 TEST_RESOURCE_TYPES = frozenset({"test", "unit_test"})
 
-_RULE_KEYS = ("name", "adapters", "pattern", "verdict", "category", "max_retries", "description", "enabled")
-_REQUIRED_KEYS = ("name", "pattern", "verdict", "category")
+_RULE_KEYS = ("name", "adapters", "pattern", "kind", "codes", "verdict", "category", "max_retries", "description",
+              "source", "enabled")
+_REQUIRED_KEYS = ("name", "verdict", "category")
 _NAME_RE = re.compile(r"[a-z][a-z0-9_]*")
 
 
@@ -112,19 +132,66 @@ def normalize_adapter(name: str | None) -> str | None:
 
 @dataclass(frozen=True)
 class Rule:
-    """One compiled rule. ``adapters`` is empty when the rule applies to every adapter."""
+    """One compiled rule: a phrase (``pattern``) or a code table entry (``kind`` + ``codes``).
+
+    ``adapters`` is empty when the rule applies to every adapter; ``source`` names the vendor page or
+    connector file the entry was taken from, so a reader can check it (and ``triage classify`` shows it).
+    """
 
     name: str
     verdict: str
     category: str
-    pattern: re.Pattern[str]
+    pattern: re.Pattern[str] | None = None
     adapters: frozenset[str] = frozenset()
     max_retries: int | None = None
     description: str = ""
+    kind: CodeKind | None = None
+    codes: tuple[str, ...] = ()
+    source: str = ""
 
     def applies_to(self, adapter: str | None) -> bool:
         """True when the rule may fire for this (already normalised) adapter; unknown adapter = all fire."""
         return not self.adapters or adapter is None or adapter in self.adapters
+
+    def find(self, found: _Codes) -> tuple[str, int, int, str | None] | None:
+        """Where the rule matches the message: (the text matched in, start, end, the code), or None.
+
+        A phrase is tried on the message as it is, then with its line breaks unwrapped: dbt and the
+        connectors wrap long warehouse messages ("Resources exceeded during\nquery execution").
+        """
+        if self.kind is not None:
+            code = found.first(self.kind, self.codes)
+            return (found.text, code.start, code.end, str(code)) if code else None
+        assert self.pattern is not None
+        for text in (found.text,) if found.unwrapped is found.text else (found.text, found.unwrapped):
+            match = self.pattern.search(text)
+            if match:
+                return (text, match.start(), match.end(), None)
+        return None
+
+
+_WRAP = re.compile(r"[ \t]*\r?\n[ \t]*")
+
+
+class _Codes:
+    """The codes of one message, extracted once per kind on first use."""
+
+    def __init__(self, text: str):
+        self.text = text
+        # Unwrapped lines are tried only for message-sized texts: a log is passed as error blocks anyway.
+        self.unwrapped = _WRAP.sub(" ", text) if "\n" in text and len(text) <= UNWRAP_LIMIT else text
+        self._by_kind: dict[CodeKind, dict[str, Code]] = {}
+
+    def first(self, kind: CodeKind, listed: tuple[str, ...]) -> Code | None:
+        if kind not in self._by_kind:
+            table: dict[str, Code] = {}
+            for code in extract(self.text[:CODE_SCAN_LIMIT], frozenset({kind})):
+                table.setdefault(code.value, code)
+            self._by_kind[kind] = table
+        table = self._by_kind[kind]
+        hits = [table[c] for c in listed if not c.endswith("*") and c in table]
+        hits += [code for c in listed if c.endswith("*") for v, code in table.items() if code_matches(v, c)]
+        return min(hits, key=lambda c: c.start) if hits else None
 
 
 @dataclass(frozen=True)
@@ -157,23 +224,49 @@ def classify(
     message: str, *, adapter: str | None, rules: RuleSet, source: str = "run_results"
 ) -> Classification:
     """Judge one failure message (see the module docstring for precedence and adapter handling)."""
-    text = message or ""
+    text = _bounded(message or "")
     family = normalize_adapter(adapter)
-    first_transient: tuple[Rule, re.Match[str]] | None = None
-    for rule in rules.rules:
+    found = _Codes(text)
+    best: tuple[tuple[int, int, int, int], Rule, tuple[str, int, int, str | None]] | None = None
+    for index, rule in enumerate(rules.rules):
         if not rule.applies_to(family):
             continue
-        match = rule.pattern.search(text)
-        if match is None:
+        hit = rule.find(found)
+        if hit is None:
             continue
-        if rule.verdict == "deterministic":
-            return _classification(rule, text, match, source)  # one is enough: never retry this
-        if first_transient is None:
-            first_transient = (rule, match)
-    if first_transient is not None:
-        rule, match = first_transient
-        return _classification(rule, text, match, source)
-    return Classification(verdict="unknown", category="unknown", excerpt=_first_line(text), source=source)
+        rank = _rank(rule, index)
+        if best is None or rank < best[0]:
+            best = (rank, rule, hit)
+    if best is not None:
+        return _classification(best[1], best[2], source)
+    return Classification(verdict="unknown", category="unknown", excerpt=error_block(text), source=source,
+                          code=_first_code(text))
+
+
+#: A message longer than this is judged on its head and tail only. Warehouses put the error first and
+#: dbt puts its summary last; what lies between in a message that long is compiled SQL or a data dump,
+#: and reading all of it costs seconds per megabyte (a 50 MB message would hold a worker for minutes).
+MAX_CLASSIFIED_CHARS = 64 * 1024
+_TAIL_CHARS = 16 * 1024
+
+
+def _bounded(text: str) -> str:
+    if len(text) <= MAX_CLASSIFIED_CHARS:
+        return text
+    return text[: MAX_CLASSIFIED_CHARS - _TAIL_CHARS] + "\n…\n" + text[-_TAIL_CHARS:]
+
+
+#: Generic code kinds: a vendor's own number or class says more than a SQLSTATE or an HTTP status.
+_GENERIC_KINDS = frozenset({CodeKind.SQLSTATE, CodeKind.HTTP})
+
+
+def _rank(rule: Rule, index: int) -> tuple[int, int, int, int]:
+    """Lower wins. Deterministic evidence first, whatever else matched (a wrong retry costs money);
+    then a vendor-specific code, a generic code (SQLSTATE, HTTP), a phrase; then the more cautious
+    verdict (conditional before transient); then file order."""
+    tier = 2 if rule.kind is None else (1 if rule.kind in _GENERIC_KINDS else 0)
+    deterministic = 0 if rule.verdict == "deterministic" else 1
+    return (deterministic, tier, SEVERITY[rule.verdict], index)
 
 
 def classify_node(
@@ -227,15 +320,48 @@ def excerpt_around(text: str, start: int, end: int, limit: int = EXCERPT_LIMIT) 
     return head + line[start - left : end + right] + tail
 
 
-def _classification(rule: Rule, text: str, match: re.Match[str], source: str) -> Classification:
+def _classification(rule: Rule, hit: tuple[str, int, int, str | None], source: str) -> Classification:
+    text, start, end, code = hit
+    max_retries = 1 if rule.verdict == "conditional" else rule.max_retries
+    # A code opens the vendor's message, which often goes on below it: keep the lines after it.
+    line_start = text.rfind("\n", 0, start) + 1
+    excerpt = error_block(text[line_start:]) if code else excerpt_around(text, start, end)
     return Classification(
         verdict=rule.verdict,
         category=rule.category,
         rule=rule.name,
-        excerpt=excerpt_around(text, match.start(), match.end()),
+        excerpt=excerpt,
         source=source,
-        max_retries=rule.max_retries,
+        max_retries=max_retries,
+        code=code or _first_code(text),
+        reference=rule.source,
+        limit=configured_limit(text) if rule.verdict in ("conditional", "transient") else None,
     )
+
+
+def _first_code(text: str) -> str | None:
+    """The first numeric-family code of a message (for display when no table entry used one)."""
+    codes = [c for c in extract(text[:CODE_SCAN_LIMIT]) if c.kind is not CodeKind.NAME]
+    return str(codes[0]) if codes else None
+
+
+#: Lines that only announce an error ("Encountered an error:", "Database Error in model x (path)"):
+#: alone in Slack they tell a human nothing, so an unknown failure shows the lines after them too.
+_HEADER_LINE = re.compile(
+    r"(?i)^(?:\S+\s+)?(?:Encountered an error(?: while [^:]*)?:|(?:Database|Runtime|Compilation|Parsing|Dependency)"
+    r" Error(?: in \w+ \S+(?: \([^)]*\))?)?:?|Failure in \w+ \S+(?: \([^)]*\))?|Completed with \d+ errors?.*)$")
+
+
+def error_block(text: str, limit: int = EXCERPT_LIMIT) -> str:
+    """The error itself for a human: the first lines that are not mere headers, joined, ``limit`` long.
+
+    Used where no rule matched, so there is no matched part to show: Slack then shows what the
+    warehouse said, not "Encountered an error:".
+    """
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    body = [line for line in lines if not _HEADER_LINE.match(line)] or lines
+    joined = " ".join(body)
+    return joined if len(joined) <= limit else joined[: limit - 1] + "…"
 
 
 def _first_line(text: str) -> str:
@@ -316,15 +442,46 @@ def _build_rule(item: Mapping[str, Any], where: str, name: str) -> Rule:
         allowed = ", ".join(CATEGORIES[verdict])
         raise ConfigError(f"{where}.category: {category!r} is not one of {allowed} (for a {verdict} rule)")
 
+    pattern, kind, codes = item.get("pattern"), item.get("kind"), item.get("codes")
+    if (pattern is None) == (codes is None):
+        raise ConfigError(f"{where}: give either 'pattern' (a phrase) or 'kind' and 'codes' (a code table entry)")
     return Rule(
         name=name,
         verdict=verdict,
         category=category,
-        pattern=_compile(item["pattern"], where),
+        pattern=_compile(pattern, where) if pattern is not None else None,
         adapters=_adapters(item.get("adapters"), where),
         max_retries=_max_retries(item.get("max_retries"), verdict, where),
         description=_description(item.get("description"), where),
+        kind=_kind(kind, where) if codes is not None else None,
+        codes=_codes(codes, where) if codes is not None else (),
+        source=_text(item.get("source"), f"{where}.source"),
     )
+
+
+def _kind(value: Any, where: str) -> CodeKind:
+    try:
+        return CodeKind(value)
+    except ValueError:
+        allowed = ", ".join(k.value for k in CodeKind)
+        raise ConfigError(f"{where}.kind: {value!r} is not one of {allowed} (required with 'codes')") from None
+
+
+def _codes(value: Any, where: str) -> tuple[str, ...]:
+    if isinstance(value, (str, int)):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(c, (str, int)) and str(c).strip()
+                                                            for c in value):
+        raise ConfigError(f"{where}.codes: must be a non-empty list of codes, e.g. ['40001', '08*']")
+    return tuple(str(c).strip() for c in value)
+
+
+def _text(value: Any, where: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: must be text")
+    return value.strip()
 
 
 def _compile(pattern: Any, where: str) -> re.Pattern[str]:
@@ -352,8 +509,10 @@ def _max_retries(value: Any, verdict: str, where: str) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ConfigError(f"{where}.max_retries: must be a whole number >= 0, got {value!r}")
-    if verdict != "transient":
+    if verdict == "deterministic":
         raise ConfigError(f"{where}.max_retries: only a transient rule can allow retries")
+    if verdict == "conditional" and value > 1:
+        raise ConfigError(f"{where}.max_retries: a conditional rule allows at most 1 retry")
     return value
 
 

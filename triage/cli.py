@@ -51,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--rules", action="append", metavar="FILE", help=rules_help)
     ev.add_argument("--min-transient-recall", type=float, default=0.0, metavar="R",
                     help="also fail when fewer than this share of transient messages are recognised (0-1)")
+    ev.add_argument("--all", action="store_true", dest="every",
+                    help="list every entry with the code extracted, the rule used and its source")
+    ev.add_argument("--held-out-misses", action="store_true",
+                    help="list the held-out part's misses too (they are hidden so that nobody tunes on them)")
 
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["web"]:  # everything after `web` is gunicorn's, after `worker` the worker's
@@ -131,7 +135,7 @@ def _eval(args) -> int:
     except (ConfigError, OSError) as exc:
         print(f"triage eval: {exc}", file=sys.stderr)
         return 2
-    print(evaluate.render(score), end="")
+    print(evaluate.render(score, held_out_misses=args.held_out_misses, every=args.every), end="")
     recall = score.precision_recall("transient")[1]
     if score.unsafe:
         print(f"FAIL: {len(score.unsafe)} deterministic message(s) would be retried", file=sys.stderr)

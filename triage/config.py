@@ -129,6 +129,8 @@ class RetryPolicy:
     retry_unknown_if_flaky: bool = policy("retry.retry_unknown_if_flaky", flag)
     #: a node retried this often without ever recovering: stop (0 = never)
     give_up_after_unrecovered: int = policy("retry.give_up_after_unrecovered", whole())
+    #: same node, same error in this many previous runs of its schedule, never recovered: stop (0 = off)
+    same_error_runs: int = policy("retry.same_error_runs", whole())
 
     def backoff_for(self, attempt: int) -> float:
         """Seconds to wait before automatic retry number ``attempt`` (1-based); the last value repeats."""

@@ -1,4 +1,4 @@
-"""Retry or not: the product's one decision, made from the evidence alone.
+"""Retry or not: the product's one decision, made from the evidence and the nodes' history.
 
 Order of the checks (the first that applies wins), so that the reason given is the
 most useful one for a human:
@@ -7,13 +7,21 @@ most useful one for a human:
 2. any deterministic failure → not retrying (a retry would fail the same way and burn money);
 3. any unrecognised failure → not retrying, unless ``retry.retry_unknown`` is on, or
    ``retry.retry_unknown_if_flaky`` is on and every such failure is of a node known to be flaky;
-4. the chain's retry budget (``retry.max_attempts``) is spent → gave up;
-5. a rule caps the retries its failure deserves (``max_retries``) and the cap is reached → gave up;
-   a failed node was retried ``retry.give_up_after_unrecovered`` times and never recovered → gave up
-   (its "transient" failure is not going away by itself);
-6. only infrastructure commands (git clone, dbt deps) failed → trigger the schedule again
+4. history beats text: a node failed with the same error (``triage.history.signature``) in each of
+   the last ``retry.same_error_runs`` runs of its schedule and no retry ever recovered it → not retrying,
+   whatever the message says;
+5. a *conditional* failure (maybe load, maybe the query: a timeout, "gone away", DNS, memory) gets
+   at most one retry, and none when
+   a. it fails the same way on that retry ("failed the same way on retry: likely not transient"), or
+   b. the node failed the same way in the schedule's previous run and was not recovered; a timeout or
+      memory error naming a configured limit is then deterministic (the query needs more than the limit);
+6. the chain's retry budget (``retry.max_attempts``) is spent → gave up;
+7. a rule caps the retries its failure deserves (``max_retries``; conditional: 1) and the cap is reached
+   → gave up; a failed node was retried ``retry.give_up_after_unrecovered`` times and never recovered
+   → gave up (its "transient" failure is not going away by itself);
+8. only infrastructure commands (git clone, dbt deps) failed → trigger the schedule again
    (``retryBoltRun`` refuses such runs), which needs the schedule name;
-7. otherwise → ``retryBoltRun``.
+9. otherwise → ``retryBoltRun`` (reason CONDITIONAL when a conditional failure is among them).
 """
 
 from __future__ import annotations
@@ -21,8 +29,8 @@ from __future__ import annotations
 from collections import Counter
 
 from triage.config import RetryPolicy
-from triage.history import NodeHistory
-from triage.models import Decision, Evidence, Reason
+from triage.history import NodeHistory, signature
+from triage.models import Decision, Evidence, Failure, Reason
 
 
 def _plural(n: int, word: str) -> str:
@@ -34,6 +42,39 @@ def _plural(n: int, word: str) -> str:
 def _categories(failures) -> str:
     counts = Counter(f.classification.category for f in failures)
     return ", ".join(f"{n}× {cat}" for cat, n in counts.most_common())
+
+
+def _name(node: str | None) -> str:
+    return (node or "?").split(".")[-1]
+
+
+def _history_says_stop(failures: list[Failure], history: dict[str, NodeHistory], attempts_used: int,
+                       policy: RetryPolicy) -> Decision | None:
+    """Checks 4 and 5 of the module docstring: what earlier runs of the same nodes tell."""
+    for f in failures:
+        h = history.get(f.node or "")
+        if h and h.repeats(signature(f), policy.same_error_runs):
+            runs = policy.same_error_runs
+            return Decision("none", f"{_name(f.node)} failed this way in the last {runs} runs and retries "
+                                    f"never recovered it", code=Reason.SAME_ERROR_HISTORY,
+                            detail=f"failed this way in the last {runs} runs")
+    for f in failures:
+        if f.classification.verdict != "conditional":
+            continue
+        h = history.get(f.node or "")
+        sig = signature(f)
+        if h and attempts_used > 0 and sig in h.this_chain:
+            return Decision("none", f"{_name(f.node)} failed the same way on retry: likely not transient",
+                            code=Reason.FAILED_SAME_ON_RETRY)
+        if h and attempts_used == 0 and h.failed_same_way_before(sig):
+            limit = f.classification.limit
+            if limit:
+                return Decision("none", f"{_name(f.node)} hit its configured limit ({limit}) again, as in the "
+                                        f"previous run: the query needs more than the limit allows",
+                                code=Reason.LIMIT_REPEATED, detail=limit)
+            return Decision("none", f"{_name(f.node)} failed the same way in the previous run of the schedule; "
+                                    f"a retry is unlikely to help", code=Reason.REPEATED_PREVIOUS_RUN)
+    return None
 
 
 def decide(evidence: Evidence, attempts_used: int, policy: RetryPolicy, schedule_name: str | None,
@@ -61,6 +102,10 @@ def decide(evidence: Evidence, attempts_used: int, policy: RetryPolicy, schedule
         if not known_flaky:
             return Decision("none", f"{_plural(len(unknown), 'failure')} not recognised; a human should look",
                             code=Reason.UNRECOGNISED)
+
+    stop = _history_says_stop(failures, history, attempts_used, policy)
+    if stop is not None:
+        return stop
 
     attempt = attempts_used + 1
     if attempts_used >= policy.max_attempts:
@@ -91,4 +136,7 @@ def decide(evidence: Evidence, attempts_used: int, policy: RetryPolicy, schedule
         return Decision("trigger", f"only infrastructure commands failed ({summary}); triggering "
                                    f"schedule '{schedule_name}' again", attempt, backoff, code=Reason.INFRA_ONLY,
                         detail=summary)
+    if any(f.classification.verdict == "conditional" for f in failures):
+        return Decision("retry", f"conditional: {summary}; one retry, since this may be the load or the query "
+                                 f"itself", attempt, backoff, code=Reason.CONDITIONAL, detail=summary)
     return Decision("retry", f"transient: {summary}", attempt, backoff, code=Reason.TRANSIENT, detail=summary)

@@ -112,19 +112,24 @@ def render_text(reports: list[Report], notes: list[str], excerpt_width: int = 70
         counts = rr.counts() if rr else {}
         if counts:
             lines.append("  " + " · ".join(f"{n} {status}" for status, n in sorted(counts.items())))
-        rows = [("NODE", "STATUS", "VERDICT", "CATEGORY", "RULE", "SOURCE", "OWNER", "EXCERPT")]
+        rows = [("NODE", "STATUS", "VERDICT", "CATEGORY", "RULE", "CODE", "SOURCE", "OWNER", "EXCERPT")]
+        references: dict[str, str] = {}
         for f in r.evidence.failures:
             c = f.classification
             owner = getattr(r.owners.get(f.node or ""), "owner", None) or "-"
             rows.append((_one_line(_short(f.node), 48), f.status or "-", c.verdict, c.category, c.rule or "-",
-                         c.source, owner, _one_line(c.excerpt or f.message, excerpt_width)))
+                         c.code or "-", c.source, owner, _one_line(c.excerpt or f.message, excerpt_width)))
+            if c.rule and c.reference:
+                references.setdefault(c.rule, c.reference)
         if not r.owners:
-            rows = [row[:6] + row[7:] for row in rows]
+            rows = [row[:7] + row[8:] for row in rows]
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
         for row in rows:
             lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1])
         if len(rows) == 1:
             lines.append("  (no failed node)")
+        for rule, reference in references.items():  # where each rule's meaning comes from, to check it
+            lines.append(f"  rule {rule}: {_one_line(reference, 200)}")
         for w in r.evidence.warnings:
             lines.append(f"  warning (not a failure): {_short(w)}")
         for note in r.evidence.notes:

@@ -12,6 +12,7 @@ so an unauthenticated sender learns nothing about what a valid body looks like.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
@@ -31,6 +32,10 @@ log = logging.getLogger(__name__)
 bp = Blueprint("intake", __name__)
 
 RETRY_AFTER_SECONDS = "30"
+
+
+#: Longest schedule name accepted in the ``?schedule=`` hint (Bolt names are short; this bounds storage).
+MAX_SCHEDULE_HINT = 200
 
 
 def _error(status: int, error: str, message: str, **extra):
@@ -60,6 +65,13 @@ def receive(path_token: str | None = None):
     except PayloadError as exc:
         log.warning("webhook refused (400): %s", exc)
         return _error(400, "invalid_payload", str(exc))
+
+    hint = request.args.get("schedule", "").strip()
+    if hint and (len(hint) > MAX_SCHEDULE_HINT or not hint.isprintable()):
+        return _error(400, "invalid_payload", f"schedule: the URL's schedule hint must be printable text of "
+                                              f"at most {MAX_SCHEDULE_HINT} characters")
+    if hint and not event.schedule_name:  # the documented payload names no schedule (see triage.schedules)
+        event = dataclasses.replace(event, schedule_name=hint)
 
     if event.api_url and event.api_url.rstrip("/") != (settings.paradime.endpoint or "").rstrip("/"):
         log.warning("webhook api_url %s differs from PARADIME_API_ENDPOINT; ignored, the configured "

@@ -30,6 +30,8 @@ key                                     owner                      kept
 ``bt:node:<unique id>`` (hash)          ``history.History``        ``history.TTL``
 ``bt:nodes`` (zset)                     ``history.History``        newest ``history.INDEX_MAX``
 ``bt:node-<event>:<node>:<run>``        ``history.History``        ``history.TTL``
+``bt:node-signatures:<sched>:<node>``   ``history.History``        ``history.TTL``, newest ``RUNS_KEPT``
+``bt:node-recovered:<sched>:<node>``    ``history.History``        ``history.TTL``
 ``bt:metrics:c:<counter>`` (hash)       ``triage.metrics``         ``metrics.TTL``, renewed by writes
 ``bt:metrics:h:<histogram>`` (hash)     ``triage.metrics``         ``metrics.TTL``, renewed by writes
 ``bt:metrics:dead_letter`` (set)        ``triage.metrics``         ``metrics.TTL``; pruned at scrape
@@ -139,6 +141,16 @@ def node(unique_id: str) -> str:
 def node_event(kind: str, unique_id: str, run_id: int) -> str:
     """Once-per-run markers: ``run`` (a failure counted), ``retries``, ``recoveries``."""
     return f"{PREFIX}node-{kind}:{unique_id}:{run_id}"
+
+
+def node_signatures(schedule: str, unique_id: str) -> str:
+    """How a node failed under a schedule, newest first (``"-"`` when the schedule is unknown)."""
+    return f"{PREFIX}node-signatures:{schedule}:{unique_id}"
+
+
+def node_recovered(schedule: str, unique_id: str) -> str:
+    """The chains (origins) of a schedule in which a retry recovered the node."""
+    return f"{PREFIX}node-recovered:{schedule}:{unique_id}"
 
 
 # --- metrics (triage.metrics; read by triage.monitoring at scrape time) -------------------------------

@@ -71,12 +71,15 @@ class Command:
 class Classification:
     """A verdict on one failure message, with the evidence behind it."""
 
-    verdict: str  # "transient" | "deterministic" | "unknown"
+    verdict: str  # "transient" | "conditional" | "deterministic" | "unknown"
     category: str  # e.g. "connection", "lock_conflict", "sql_error", "unknown"
     rule: str | None = None  # name of the rule that matched, None for unknown
     excerpt: str = ""  # the part of the message the rule matched in
     source: str = ""  # "run_results" or "log"
-    max_retries: int | None = None  # a rule may cap the retries it deserves
+    max_retries: int | None = None  # a rule may cap the retries it deserves (a conditional one: 1)
+    code: str | None = None  # the machine code found, e.g. "sqlstate:40001", "clickhouse:202"
+    reference: str = ""  # where the rule's meaning comes from: a vendor page or a connector file
+    limit: str | None = None  # a configured limit the message names (statement_timeout, max_execution_time)
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ class Failure:
     owner: str | None = None  # from the manifest: config.meta.owner, meta.owner, group owner, tested node's
     tags: tuple[str, ...] = ()
     path: str | None = None  # the node's file, e.g. models/staging/stg_orders.sql
+    schedule_owner: str | None = None  # the Bolt schedule's owner: who is pinged when no node owner maps
 
 
 @dataclass
@@ -141,6 +145,11 @@ class Reason(str, Enum):
     NO_SCHEDULE = "no_schedule"
     INFRA_ONLY = "infra_only"
     TRANSIENT = "transient"
+    CONDITIONAL = "conditional"  # retrying once: load or the query itself
+    FAILED_SAME_ON_RETRY = "failed_same_on_retry"  # a conditional failure repeated on its retry
+    REPEATED_PREVIOUS_RUN = "repeated_previous_run"  # a conditional failure, as in the schedule's previous run
+    LIMIT_REPEATED = "limit_repeated"  # a configured limit (timeout, memory) hit again: deterministic now
+    SAME_ERROR_HISTORY = "same_error_history"  # same node, same error in the last K runs, never recovered
 
     def __str__(self) -> str:
         return self.value

@@ -73,6 +73,15 @@ LIST_SCHEDULES = (
     "query ListBoltSchedules($offset: Int!, $limit: Int!, $showInactive: Boolean!) "
     "{ listBoltSchedules(offset: $offset, limit: $limit, showInactive: $showInactive) { totalCount } }"
 )
+LIST_SCHEDULE_NAMES = (
+    "query ListBoltSchedules($offset: Int!, $limit: Int!, $showInactive: Boolean!) "
+    "{ listBoltSchedules(offset: $offset, limit: $limit, showInactive: $showInactive) "
+    "{ schedules { name owner } totalCount } }"
+)
+SCHEDULE = (
+    "query BoltScheduleName($scheduleName: String!) { boltScheduleName(scheduleName: $scheduleName) "
+    "{ ok latestRunId owner } }"
+)
 TRIGGER = "mutation TriggerBoltRun($scheduleName: String!) { triggerBoltRun(scheduleName: $scheduleName) { runId } }"
 
 
@@ -210,6 +219,25 @@ class ParadimeClient:
         if isinstance(count, bool) or not isinstance(count, int):
             raise UpstreamError("Paradime listBoltSchedules: answer has no totalCount", retryable=False)
         return count
+
+    def list_schedules(self, offset: int, limit: int) -> tuple[list[tuple[str, str | None]], int]:
+        """One page of active schedules as (name, owner), and how many there are in all."""
+        data = self._post("listBoltSchedules", LIST_SCHEDULE_NAMES,
+                          {"offset": offset, "limit": limit, "showInactive": False}, mutation=False)
+        page = []
+        for item in data.get("schedules") or []:
+            if isinstance(item, dict) and isinstance(item.get("name"), str) and item["name"]:
+                owner = item.get("owner")
+                page.append((item["name"], owner if isinstance(owner, str) and owner else None))
+        total = data.get("totalCount")
+        return page, total if isinstance(total, int) and not isinstance(total, bool) else len(page)
+
+    def schedule(self, name: str) -> tuple[int | None, str | None]:
+        """A schedule's latest run id and owner (``boltScheduleName``)."""
+        data = self._post("boltScheduleName", SCHEDULE, {"scheduleName": name}, mutation=False)
+        latest, owner = data.get("latestRunId"), data.get("owner")
+        return (latest if isinstance(latest, int) and not isinstance(latest, bool) else None,
+                owner if isinstance(owner, str) and owner else None)
 
     def run_status(self, run_id: int) -> RunStatus:
         data = self._post("boltRunStatus", RUN_STATUS, {"runId": run_id}, mutation=False)

@@ -2,7 +2,7 @@
 
 Routes (``slack.routes``) pick the channel: the first whose ``schedule`` glob matches the schedule
 name or whose ``tag`` is carried by a failed node. Mentions resolve the failed nodes' owners (from
-the manifest) through ``slack.owners``; nobody is pinged for a run that is being retried
+the manifest) through ``slack.owners``, then the Bolt schedule's owner; nobody is pinged for a run that is being retried
 automatically, only when a human is needed (``slack.mention_when``).
 """
 
@@ -32,10 +32,14 @@ def mentions_for(settings: SlackSettings, status: str, failures: Iterable[Failur
     """Mentions for a message whose story is now ``status`` (retrying, recovered, not_retried, …)."""
     if settings.mention_when == "never" or (settings.mention_when == "needs_human" and status not in NEEDS_HUMAN):
         return []
+    failures = list(failures)
     found: list[str] = []
     for f in failures:
         for owner in (f.owner or "").split(","):
             mention = settings.owners.get(owner.strip())
             if mention and mention not in found:
                 found.append(mention)
+    if not found:  # nobody the manifest names maps to Slack: the Bolt schedule's owner, then the fallback
+        schedule_owners = {f.schedule_owner for f in failures if f.schedule_owner}
+        found = [m for owner in sorted(schedule_owners) if (m := settings.owners.get(owner))]
     return found or list(settings.fallback_mentions)

@@ -28,7 +28,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slack_sdk.models.blocks import (
     Block,
@@ -42,6 +42,9 @@ from slack_sdk.models.blocks import (
 
 from triage.artifacts import scalar_text
 from triage.models import Decision, Evidence, Failure, Reason
+
+if TYPE_CHECKING:
+    from triage.history import NodeHistory
 
 RUN_LINK = "https://app.paradime.io/bolt/run_id/{run_id}"
 MAX_BLOCKS = 50
@@ -102,7 +105,8 @@ DETERMINISTIC_PHRASES = {
 UNKNOWN_PHRASES = {
     "unknown": ("failed with an error no rule recognises", "failed with errors no rule recognises"),
 }
-PHRASES = {"transient": TRANSIENT_PHRASES, "deterministic": DETERMINISTIC_PHRASES, "unknown": UNKNOWN_PHRASES}
+PHRASES = {"transient": TRANSIENT_PHRASES, "conditional": TRANSIENT_PHRASES, "deterministic": DETERMINISTIC_PHRASES,
+           "unknown": UNKNOWN_PHRASES}
 
 #: The far end of an infrastructure command, named instead of the warehouse.
 INFRA_TARGETS = {"dbt deps": ("the package hub", "package hub"), "git clone": ("the git host", "git host")}
@@ -111,7 +115,15 @@ NOUNS = {"model": "model", "test": "test", "seed": "seed", "snapshot": "snapshot
          "source": "source", "operation": "hook", "function": "function"}
 
 #: Failures that decide the verdict come first in the message.
-VERDICT_ORDER = {"deterministic": 0, "unknown": 1, "transient": 2}
+VERDICT_ORDER = {"deterministic": 0, "unknown": 1, "conditional": 2, "transient": 3}
+
+#: Decisions where history (not the message) stopped the retry: the headline says what repeated.
+HISTORY_REASONS = {
+    Reason.SAME_ERROR_HISTORY: "{detail}",
+    Reason.FAILED_SAME_ON_RETRY: "failed the same way on retry: likely not transient",
+    Reason.REPEATED_PREVIOUS_RUN: "failed the same way in the previous run of the schedule",
+    Reason.LIMIT_REPEATED: "hit its configured limit ({detail}) again, as in the previous run",
+}
 
 INCIDENT_NOUNS = {
     "connection": "connection failures", "timeout": "timeouts", "lock_conflict": "lock conflicts",
@@ -342,7 +354,10 @@ def _cause(decision: Decision, evidence: Evidence | None) -> str:
     failures = evidence.failures
     if decision.action in ("retry", "trigger"):
         if failures:
-            return describe_failures(failures, evidence.adapter)
+            cause = describe_failures(failures, evidence.adapter)
+            if decision.code is Reason.CONDITIONAL:
+                cause += " (one retry only: this may be the load or the query itself)"
+            return cause
         commands = ", ".join(f"`{c.command}`" for c in evidence.failed_commands[:3])
         return f"{commands} failed" if commands else decision.reason
     if evidence.state == "CANCELED":
@@ -353,7 +368,31 @@ def _cause(decision: Decision, evidence: Evidence | None) -> str:
     unknown = [f for f in failures if f.classification.verdict == "unknown"]
     if unknown and decision.code is Reason.UNRECOGNISED:
         return describe_failures(unknown, evidence.adapter)
+    if decision.code in HISTORY_REASONS and failures:
+        said = HISTORY_REASONS[decision.code].format(detail=decision.detail)
+        return f"{describe_failures(failures, evidence.adapter)}, and {said}"
     return _policy(decision)
+
+
+def _said(reason: str, sentence: str) -> bool:
+    """True when the verdict line already says ``reason`` (a policy reason becomes the headline itself)."""
+    def words(text: str) -> str:
+        return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+    return bool(reason) and words(reason) in words(sentence)
+
+
+def recovered_nodes_sentence(nodes: Sequence[str], flaky: Sequence[NodeHistory]) -> str:
+    """What passed on the retry. "flaky" only for nodes that meet ``NodeHistory.is_flaky`` (several
+    recoveries, most retries recovered): one recovery is a recovery, not a pattern."""
+    flaky_names = {h.node for h in flaky}
+    plain = [_short_node(n) for n in nodes if n not in flaky_names]
+    parts = []
+    if plain:
+        more = f" and {len(plain) - 10} more" if len(plain) > 10 else ""
+        parts.append(f"{', '.join(plain[:10])}{more} passed on retry")
+    if flaky:
+        parts.append("flaky: " + ", ".join(h.describe() for h in flaky[:5]))
+    return "; ".join(parts)
 
 
 def verdict_line(decision: Decision, attempt_of_run: int, *, evidence: Evidence | None = None) -> tuple[str, str]:
@@ -394,6 +433,9 @@ def _category_section(category: str, failures: list[Failure]) -> str:
     if rules:
         head += " · rule " + ", ".join(f"`{escape(r)}`" for r in rules[:3])
         head += f" +{len(rules) - 3}" if len(rules) > 3 else ""
+    codes = sorted({f.classification.code for f in failures if f.classification.code})
+    if codes:  # the vendor's own code: what a human searches the vendor's documentation for
+        head += " · code " + ", ".join(f"`{escape(c.split(':', 1)[-1])}`" for c in codes[:3])
     lines = [_one_line(f"{head} · {len(failures)} failed", 400)]
     for f in failures[:MAX_NODES_PER_CATEGORY]:
         entry = _node_entry(f)
@@ -460,9 +502,11 @@ def triage_message(schedule: str | None, evidence: Evidence, decision: Decision 
         _context(_run_facts(evidence, attempt_of_run, origin, branch, commit)),
         _section(f"*{escape(_one_line(sentence, MAX_SECTION - 10))}*"),
     ]
-    if decision is not None:
+    if decision is not None and not _said(decision.reason, sentence):  # never the same sentence twice
         why = f"why: {escape(decision.reason)}" + (f" · next: retry {decision.attempt}" if decision.attempt else "")
         blocks.append(_context(why))
+    elif decision is not None and decision.attempt:
+        blocks.append(_context(f"next: retry {decision.attempt}"))
     if cc:
         blocks.append(_section(cc))
 

@@ -11,6 +11,7 @@ a re-check) is guarded by a claim in Redis, so repeating it changes nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -21,7 +22,7 @@ from rq import Callback, Retry
 from rq.exceptions import AbandonedJobError
 from rq.job import Job, get_current_job
 
-from triage import broker, instrument, logs
+from triage import broker, instrument, logs, schedules
 from triage.decide import decide
 from triage.errors import UpstreamError
 from triage.evidence import ArtifactsNotReady, gather
@@ -36,7 +37,7 @@ from triage.models import (
 from triage.paradime import AmbiguousMutation
 from triage.routing import mentions_for
 from triage.store import ChainLink, RetryOutcome, Story
-from triage.summary import run_link, simple_message, verdict_line
+from triage.summary import recovered_nodes_sentence, run_link, simple_message, verdict_line
 from triage.webhook import STARTED, WebhookEvent
 from workers import context, notify
 from workers.context import Context
@@ -164,6 +165,8 @@ def _triage(ctx: Context, triage_id: str, ev: WebhookEvent, check: int) -> dict[
         if check < len(ctx.settings.paradime.recheck_seconds):
             return _again(ctx, triage_id, ev, check, f"run {run_id} is {status.state}")
         raise UpstreamError(f"run {run_id} still {status.state} after {check} re-checks", retryable=False)
+    if link is None and not ev.schedule_name:  # the documented payload names no schedule: ask Bolt
+        ev = dataclasses.replace(ev, schedule_name=schedules.name_of_run(ctx.paradime, run_id))
     pending = link is None and ev.schedule_name and ctx.store.retries.pending(ev.schedule_name)
     if pending and check < len(ctx.settings.paradime.recheck_seconds):
         # The retry mutation for this schedule is in flight: this run may be its result, not yet linked.
@@ -193,10 +196,11 @@ def _triage(ctx: Context, triage_id: str, ev: WebhookEvent, check: int) -> dict[
 
     ctx.store.advance(triage_id, TriageStatus.DECIDING)
     nodes = [f.node for f in evidence.failures if f.node]
-    history = ctx.history.get(nodes)
-    decision = decide(evidence, link.attempt, ctx.settings.retry, ev.schedule_name or _story_schedule(ctx, link),
-                      history)
-    ctx.history.record_failures(run_id, evidence.failures)
+    schedule = ev.schedule_name or _story_schedule(ctx, link)
+    evidence = schedules.with_schedule_owner(evidence, ctx.paradime, schedule, ctx.settings.slack.owners)
+    history = ctx.history.get(nodes, schedule=schedule, origin=link.origin)
+    decision = decide(evidence, link.attempt, ctx.settings.retry, schedule, history)
+    ctx.history.record_failures(run_id, evidence.failures, schedule=schedule, origin=link.origin)
     log.info("run %s (attempt %d of chain %s): %s — %s", run_id, link.attempt, link.origin, decision.action,
               decision.reason)
     _act(ctx, triage_id, ev, run_id, link, evidence, decision)
@@ -267,11 +271,11 @@ def _recovered(ctx: Context, run_id: int, link: ChainLink) -> dict[str, Any]:
     previous = link.parent if link.parent is not None else link.origin
     nodes, commands = _failed_in(ctx, previous)
     if link.via != "trigger":  # same code: the nodes that failed before now passed
-        ctx.history.record_recovery(run_id, nodes)
-    story = ctx.store.update_story(link.origin, status="recovered", flaky_nodes=nodes)
+        ctx.history.record_recovery(run_id, nodes, schedule=_story_schedule(ctx, link), origin=link.origin)
+    flaky = [h for h in ctx.history.get(nodes).values() if h.is_flaky]  # the documented definition only
+    story = ctx.store.update_story(link.origin, status="recovered", flaky_nodes=[h.node for h in flaky])
     if nodes:
-        more = f" and {len(nodes) - 10} more" if len(nodes) > 10 else ""
-        sentence = f"Recovered on retry {link.attempt} — flaky: {', '.join(n.split('.')[-1] for n in nodes[:10])}{more}"
+        sentence = f"Recovered on retry {link.attempt} — " + recovered_nodes_sentence(nodes, flaky)
     else:
         what = ", ".join(f"`{c}`" for c in commands) or "the failed commands"
         sentence = f"Recovered on retry {link.attempt} — {what} failed transiently"

@@ -1,0 +1,79 @@
+"""``triage.codes``: machine codes are found by the syntax each vendor prints, never as bare numbers."""
+
+from __future__ import annotations
+
+import pytest
+
+from triage.classify import RuleSet, classify
+from triage.codes import CodeKind, code_matches, configured_limit, extract, normalise
+
+
+def codes(text: str, kind: CodeKind) -> list[str]:
+    return [c.value for c in extract(text, frozenset({kind}))]
+
+
+@pytest.mark.parametrize(("text", "kind", "found"), [
+    ("000625 (57014): Statement 'x' has locked table", CodeKind.SNOWFLAKE, ["000625"]),
+    ("000625 (57014): Statement 'x' has locked table", CodeKind.SQLSTATE, ["57014"]),
+    ("250001: Could not connect to Snowflake backend", CodeKind.SNOWFLAKE, ["250001"]),
+    ("('40001', '[40001] [Microsoft][ODBC Driver 17 for SQL Server]Transaction (Process ID 52) was deadlocked "
+     "(1205) (SQLExecDirectW)')", CodeKind.SQLSERVER, ["1205"]),
+    ("Msg 208, Level 16, State 1, Line 1", CodeKind.SQLSERVER, ["208"]),
+    ("(1213, 'Deadlock found when trying to get lock; try restarting transaction')", CodeKind.MYSQL, ["1213"]),
+    ("ERROR 2013 (HY000): Lost connection to MySQL server during query", CodeKind.MYSQL, ["2013"]),
+    ("Code: 202. DB::Exception: Too many simultaneous queries.", CodeKind.CLICKHOUSE, ["202"]),
+    ("ERROR: 1023 DETAIL: Serializable isolation violation on table", CodeKind.REDSHIFT, ["1023"]),
+    ("google.api_core.exceptions.ServiceUnavailable: 503 GET https://bigquery.googleapis.com/x", CodeKind.HTTP,
+     ["503"]),
+    ("IO Error: Unable to connect to URL \"s3://b/k\": 503 (Service Unavailable)", CodeKind.HTTP, ["503"]),
+    ("error: dbt1308: context deadline exceeded", CodeKind.FUSION, ["1308"]),
+    ("ERROR: could not serialize access (SQLSTATE 40001)", CodeKind.SQLSTATE, ["40001"]),
+])
+def test_each_kind_is_found_by_its_vendors_syntax(text: str, kind: CodeKind, found: list[str]) -> None:
+    assert codes(text, kind) == found
+
+
+@pytest.mark.parametrize(("text", "kind"), [
+    ("Got 1205 results, configured to fail if != 0", CodeKind.SQLSERVER),
+    ("Got 1213 results, configured to fail if != 0", CodeKind.MYSQL),
+    ("Completed successfully in 202 seconds", CodeKind.CLICKHOUSE),
+    ("Line Number 20 of model orders", CodeKind.SQLSERVER),
+    ("processed 503 rows", CodeKind.HTTP),
+])
+def test_bare_numbers_are_not_codes(text: str, kind: CodeKind) -> None:
+    assert codes(text, kind) == []
+
+
+def test_sqlstate_classes_match_by_prefix() -> None:
+    assert code_matches("08006", "08*") and not code_matches("28000", "08*") and code_matches("40001", "40001")
+
+
+def test_a_configured_limit_is_named() -> None:
+    assert configured_limit("canceling statement due to statement timeout; statement_timeout=300s") \
+        == "statement_timeout"
+    assert configured_limit("Read timed out. (read timeout=300)") == "read timeout=300"
+    assert configured_limit("Lost connection to MySQL server") is None
+
+
+def test_normalised_errors_compare_equal_across_runs() -> None:
+    a = ("Statement reached its statement or warehouse timeout of 300 second(s) and was canceled. "
+         "query id 01b2c3d4-0000-4a5b-8c6d-0123456789ab")
+    b = ("Statement reached its statement or warehouse timeout of 301 second(s) and was canceled. "
+         "query id 9f8e7d6c-1111-4a5b-8c6d-ba9876543210")
+    assert normalise(a) == normalise(b)
+    assert normalise("relation 'a' does not exist") == normalise("relation 'b' does not exist")
+
+
+def test_a_vendor_code_outranks_a_generic_sqlstate() -> None:
+    """000625 (57014) is Snowflake's lock-waiters error (transient), not any cancelled query (conditional)."""
+    result = classify("000625 (57014): Statement 'x' has locked table 'T' and the number of waiters for this "
+                      "lock exceeds 20", adapter="snowflake", rules=RuleSet.load())
+    assert (result.verdict, result.rule, result.code) == ("transient", "snowflake_code_lock_waiters",
+                                                          "snowflake:000625")
+    assert result.reference.startswith("https://docs.snowflake.com/")
+
+
+def test_every_code_table_entry_names_its_source() -> None:
+    rules = RuleSet.load().rules
+    assert [r.name for r in rules if r.kind is not None and not r.source] == []
+    assert sum(1 for r in rules if r.kind is not None) >= 50
