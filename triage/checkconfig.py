@@ -79,6 +79,7 @@ def describe(settings: Settings, rule_count: int) -> list[str]:
         f"rules: {rule_count} from {', '.join(str(p) for p in settings.rules_files)}",
         f"metrics: GET /metrics {_metrics_access(settings)}; /readyz fails over "
         f"{settings.monitoring.ready_max_queue_depth} queued jobs",
+        f"operations API: {_api_state(settings)}; ledger kept {settings.ledger.retention_days} days",
     ]
 
 
@@ -88,3 +89,9 @@ def _metrics_access(settings: Settings) -> str:
     tokens = [name for name, value in (("TRIAGE_READ_TOKEN", settings.read_token),
                                        ("TRIAGE_ADMIN_TOKEN", settings.admin_token)) if value]
     return f"needs a Bearer token ({' or '.join(tokens) or 'none set'})"
+
+
+def _api_state(settings: Settings) -> str:
+    """Which tokens are set (never their values): the API is off without one."""
+    tokens = [name for name, value in (("admin", settings.admin_token), ("read", settings.read_token)) if value]
+    return f"on ({' and '.join(tokens)} token)" if tokens else "off (no TRIAGE_ADMIN_TOKEN / TRIAGE_READ_TOKEN)"

@@ -305,6 +305,20 @@ class MonitoringSettings:
 
 
 @dataclass(frozen=True)
+class LedgerSettings:
+    """How long the triage timeline (``triage.ledger``) is kept, and how much of it: its keys expire
+    and its lists are capped, so the operations API never grows Redis without bound."""
+
+    retention_days: int = policy("retention.ledger_days", whole(1))
+    max_events: int = policy("retention.max_events_per_triage", whole(10))  # the oldest fall off
+    max_calls: int = policy("retention.max_calls_per_triage", whole(10))  # Paradime/Slack calls
+
+    @property
+    def ttl_seconds(self) -> int:
+        return self.retention_days * 86_400
+
+
+@dataclass(frozen=True)
 class Settings:
     redis_url: str
     retry: RetryPolicy
@@ -315,9 +329,10 @@ class Settings:
     jobs: JobPolicy = JobPolicy()
     retention: Retention = Retention()
     admin_token: str | None = None
-    read_token: str | None = None  # GET-only access: /metrics when monitoring.metrics_auth is token
+    read_token: str | None = None  # TRIAGE_READ_TOKEN: the API's GETs (and /metrics in token mode)
     session_secret: str | None = None  # signs the status page's session cookie (triage.statuspage)
     monitoring: MonitoringSettings = MonitoringSettings()
+    ledger: LedgerSettings = LedgerSettings()
     config_path: Path | None = None  # the user's policy file; None = shipped defaults only
     queue_name: str = "triage"
     extra: dict[str, Any] = field(default_factory=dict)
@@ -440,6 +455,7 @@ def load_settings(environ: Mapping[str, str] | None = None, path: str | Path | N
         read_token=_env(environ, "TRIAGE_READ_TOKEN"),
         session_secret=_env(environ, "TRIAGE_SESSION_SECRET"),
         monitoring=_monitoring_settings(doc, environ),
+        ledger=from_policy(LedgerSettings, doc),
         config_path=user_path,
     )
 
@@ -518,6 +534,20 @@ def require_web(settings: Settings) -> None:
         raise ConfigError("TRIAGE_READ_TOKEN: required by monitoring.metrics_auth: token (or TRIAGE_ADMIN_TOKEN)")
     if settings.session_secret is not None and len(settings.session_secret) < 32:
         raise ConfigError("TRIAGE_SESSION_SECRET: at least 32 characters (e.g. `openssl rand -hex 32`)")
+    _check_api_tokens(settings)
+
+
+#: An operations API token is a password for retries and cancels: short ones are guessable.
+MIN_API_TOKEN_LENGTH = 16
+
+
+def _check_api_tokens(settings: Settings) -> None:
+    for name, value in (("TRIAGE_ADMIN_TOKEN", settings.admin_token), ("TRIAGE_READ_TOKEN", settings.read_token)):
+        if value is not None and len(value) < MIN_API_TOKEN_LENGTH:
+            raise ConfigError(f"{name}: at least {MIN_API_TOKEN_LENGTH} characters, e.g. "
+                              "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'")
+    if settings.admin_token and settings.admin_token == settings.read_token:
+        raise ConfigError("TRIAGE_READ_TOKEN: must differ from TRIAGE_ADMIN_TOKEN (else it could mutate)")
 
 
 def require_worker(settings: Settings) -> list[str]:
