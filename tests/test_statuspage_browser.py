@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -68,6 +67,26 @@ def _has_api() -> bool:
     return any(r.rule == "/api/v1/triages" for r in create_app(load_settings()).url_map.iter_rules())
 
 
+def _row(driver, text: str):
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    try:  # the list is redrawn every 2 s: a row found may be replaced while it is read
+        return next((r for r in driver.find_elements(By.CSS_SELECTOR, "#triages tbody tr") if text in r.text), None)
+    except StaleElementReferenceException:
+        return None
+
+
+def _row_text(driver, text: str) -> str:
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    try:
+        row = _row(driver, text)
+        return row.text if row is not None else ""
+    except StaleElementReferenceException:
+        return ""
+
+
 def log_in(driver, url: str, token: str) -> None:
     from selenium.webdriver.common.by import By
 
@@ -112,14 +131,11 @@ def test_a_triage_appears_live_opens_and_retries_pause(browser, service, paradim
     log_in(browser, service.url, ADMIN)
     run_id = failed_run(paradime, dbt_run(MISSING), schedule="orders_live")
     assert paradime.deliver(run_id).status_code == 202
-    drain = threading.Thread(target=lambda: service.drain(until=lambda: bool(slack.top_level()), timeout=30))
-    drain.start()
-    row = wait(browser, "the new triage in the list",
-               lambda d: next((r for r in d.find_elements(By.CSS_SELECTOR, "#triages tbody tr")
-                               if "orders_live" in r.text), None), 20)
+    row = wait(browser, "the new triage in the list", lambda d: _row(d, "orders_live"), 20)  # it polls
     assert f"run {run_id}" in row.text
-    drain.join(40)
-    row.click()
+    service.drain(until=lambda: bool(slack.top_level()), timeout=30)  # RQ's workers: in the main thread
+    wait(browser, "its verdict", lambda d: "not_retried" in _row_text(d, "orders_live"), 20)
+    _row(browser, "orders_live").click()
     wait(browser, "the detail view", lambda d: d.find_element(By.ID, "detail").is_displayed())
     assert f"run {run_id}" in browser.find_element(By.ID, "detail-title").text
     wait(browser, "the timeline", lambda d: d.find_elements(By.CSS_SELECTOR, "#timeline li"))

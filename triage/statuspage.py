@@ -14,6 +14,7 @@ Off (404) unless ``TRIAGE_SESSION_SECRET`` and a token are configured.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import hmac
 import io
@@ -129,6 +130,24 @@ def _inner(path: str, token: str) -> Response:
     environ.update({"PATH_INFO": path, "SCRIPT_NAME": "", "QUERY_STRING": outer.get("QUERY_STRING", ""),
                     "HTTP_AUTHORIZATION": f"Bearer {token}", "CONTENT_LENGTH": str(len(body)),
                     "wsgi.input": io.BytesIO(body), "HTTP_HOST": outer.get("HTTP_HOST", "localhost")})
-    app_iter, status, headers = run_wsgi_app(current_app.wsgi_app, environ, buffered=False)
+    # In a context of its own: a streamed answer (SSE) keeps the inner request's Flask context pushed
+    # while it is read, which must not sit on top of this request's own.
+    inner = contextvars.copy_context()
+    app_iter, status, headers = inner.run(run_wsgi_app, current_app.wsgi_app, environ, False)
     kept = [(k, v) for k, v in headers.items() if k.lower() not in _HOP_BY_HOP]
-    return Response(app_iter, status=status, headers=kept, direct_passthrough=True)
+    return Response(_relay(inner, app_iter), status=status, headers=kept, direct_passthrough=True)
+
+
+def _relay(inner: contextvars.Context, app_iter: Any) -> Any:
+    """Read the inner answer chunk by chunk in its own context, closing it (ending its stream) at the end."""
+    chunks = iter(app_iter)
+    try:
+        while True:
+            try:
+                yield inner.run(next, chunks)
+            except StopIteration:
+                return
+    finally:
+        close = getattr(app_iter, "close", None)
+        if close is not None:
+            inner.run(close)
