@@ -5,6 +5,7 @@ with the scheduler) triage one webhook end to end through the simulators."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -62,7 +63,8 @@ def env(venv, workdir, redis_url, redis, paradime, slack) -> dict[str, str]:
 def test_the_wheel_carries_its_defaults_and_nothing_reads_the_checkout(venv, env, workdir):
     proc = sh(venv / "bin" / "triage", "check-config", env=env, cwd=workdir)
     site = next((venv / "lib").glob("python3*/site-packages"))
-    assert f"rules: 81 from {site / 'triage' / 'defaults' / 'rules.yaml'}" in proc.stdout
+    assert re.search(rf"rules: \d+ from {re.escape(str(site / 'triage' / 'defaults' / 'rules.yaml'))}\n",
+                     proc.stdout)
     assert f"policy: {workdir.resolve() / 'policy.yaml'} over the shipped defaults" in proc.stdout
     assert "retry: at most 1 automatic retries a run" in proc.stdout
     assert str(REPO) not in proc.stdout
