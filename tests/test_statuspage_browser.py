@@ -140,6 +140,8 @@ def test_a_triage_appears_live_opens_and_retries_pause(browser, service, paradim
     assert f"run {run_id}" in browser.find_element(By.ID, "detail-title").text
     wait(browser, "the timeline", lambda d: d.find_elements(By.CSS_SELECTOR, "#timeline li"))
     assert "stg_orders" in browser.find_element(By.ID, "evidence").text
+    if os.environ.get("STATUS_PAGE_SCREENSHOT"):  # how the README's screenshot is made
+        browser.save_screenshot(os.environ["STATUS_PAGE_SCREENSHOT"])
 
     browser.find_element(By.CSS_SELECTOR, "#pause input[name=reason]").send_keys("warehouse incident")
     browser.find_element(By.CSS_SELECTOR, "#pause button[type=submit]").click()

@@ -103,7 +103,8 @@ async function refresh() {
 function addEvent(e) {
   const list = document.getElementById("timeline");
   if (e.id !== undefined && list.querySelector(`[data-event="${CSS.escape(String(e.id))}"]`)) return;
-  const item = el("li", `${e.at || ""} ${e.type || ""}: ${e.message || ""}`, { "data-event": String(e.id) });
+  const when = e.at ? new Date(e.at).toLocaleTimeString() : "";
+  const item = el("li", `${when} ${e.type || ""}: ${e.message || ""}`, { "data-event": String(e.id) });
   list.appendChild(item);
 }
 
@@ -123,6 +124,8 @@ async function openTriage(id) {
     document.getElementById("detail").hidden = false;
     document.getElementById("detail-title").textContent =
       `${t.schedule_name || "run"} — run ${t.run_id || "?"} — ${t.status}`;
+    const cancel = document.getElementById("cancel");  // a final triage has nothing left to cancel (409)
+    if (cancel) cancel.hidden = ["done", "dead_letter", "canceled"].includes(t.status);
     const decision = t.decision || {};
     document.getElementById("detail-decision").textContent =
       [decision.action, decision.reason_code, decision.text].filter(Boolean).join(" · ");
