@@ -274,6 +274,7 @@ def test_result_carries_rule_excerpt_source_and_retries() -> None:
         excerpt="ERROR: lock wait exceeded",
         source="log",
         max_retries=2,
+        evidence="phrase",
     )
 
 

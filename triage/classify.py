@@ -336,7 +336,20 @@ def _classification(rule: Rule, hit: tuple[str, int, int, str | None], source: s
         code=code or _first_code(text),
         reference=rule.source,
         limit=configured_limit(text) if rule.verdict in ("conditional", "transient") else None,
+        evidence=evidence_of(rule),
     )
+
+
+def evidence_of(rule: Rule) -> str:
+    """``vendor_code``, ``generic_code`` (SQLSTATE, HTTP status) or ``phrase``: what a verdict rests on.
+
+    A vendor's own number or class names one failure; a SQLSTATE class or an HTTP status is shared by
+    many failures (a 503 from a proxy in front of a wrong host, 08001 for a wrong host name), and a
+    phrase may sit in a message whose real error is elsewhere. triage.decide.retry_cap budgets by it.
+    """
+    if rule.kind is None:
+        return "phrase"
+    return "generic_code" if rule.kind in _GENERIC_KINDS else "vendor_code"
 
 
 def _first_code(text: str) -> str | None:
