@@ -142,6 +142,26 @@ def test_history_beats_text_after_k_runs() -> None:
         is Reason.TRANSIENT
 
 
+def test_a_pause_holds_a_retry_and_says_until_when(redis) -> None:
+    """``triage.pauses.hold`` turns a decided retry into PAUSED while a matching pause lasts; other
+    decisions and other schedules are left alone."""
+    import time
+
+    from triage.pauses import Pauses, hold
+    from triage.summary import verdict_line
+
+    retry = run(evidence(failure("transient")))
+    assert hold(redis, retry, "nightly") is retry, "no pause: unchanged"
+    Pauses(redis).pause("night*", time.time() + 3600, "warehouse incident")
+    held = hold(redis, retry, "nightly")
+    assert held.code is Reason.PAUSED and held.action == "none"
+    assert verdict_line(held, 0)[1].startswith("Not retrying: automatic retries paused (warehouse incident) until ")
+    assert hold(redis, retry, "hourly") is retry
+    not_retried = run(evidence(failure("deterministic")))
+    assert hold(redis, not_retried, "nightly") is not_retried
+    assert Pauses(redis).resume(None) == ["night*"] and hold(redis, retry, "nightly") is retry
+
+
 def test_every_reason_has_a_test() -> None:
     """A new Reason needs a test above (and its sentence in triage.summary)."""
     covered = {
@@ -156,6 +176,7 @@ def test_every_reason_has_a_test() -> None:
         Reason.REPEATED_PREVIOUS_RUN: test_conditional_that_failed_the_same_way_in_the_previous_run_is_not_retried,
         Reason.LIMIT_REPEATED: test_a_named_limit_that_repeats_counts_as_deterministic,
         Reason.SAME_ERROR_HISTORY: test_history_beats_text_after_k_runs,
+        Reason.PAUSED: test_a_pause_holds_a_retry_and_says_until_when,
     }
     assert set(covered) == set(Reason)
 

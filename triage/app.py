@@ -8,9 +8,10 @@ from flask import Flask, jsonify
 from redis import Redis
 from werkzeug.exceptions import HTTPException
 
-from triage import broker
+from triage import api, broker
 from triage.config import Settings, Verification, load_settings, require_web
 from triage.intake import bp as intake_bp
+from triage.ledger import Ledger
 from triage.store import Store
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,10 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
         "settings": settings,
         "store": Store(redis, settings.webhook.dedup_ttl_seconds, settings.retention),
         "queue": broker.queue(redis, settings.queue_name),
+        "ledger": Ledger(redis, settings.ledger),
     }
     app.register_blueprint(intake_bp)
+    api.register(app)
 
     @app.get("/healthz")
     def healthz():
@@ -44,13 +47,13 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        """Every error is JSON, including Flask's own (404, 405, 413)."""
-        return jsonify(error=exc.name.lower().replace(" ", "_"), message=exc.description), exc.code
+        """Every error is JSON, including Flask's own (404, 405, 413); under /api/ with its request id."""
+        return jsonify(error=exc.name.lower().replace(" ", "_"), message=exc.description, **api.request_ref()), exc.code
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
         log.exception("unexpected error")
-        return jsonify(error="internal", message="unexpected error; it has been logged"), 500
+        return jsonify(error="internal", message="unexpected error; it has been logged", **api.request_ref()), 500
 
     if settings.webhook.verification is Verification.NONE:
         log.warning("=" * 72)

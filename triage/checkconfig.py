@@ -77,4 +77,11 @@ def describe(settings: Settings, rule_count: int) -> list[str]:
         f"retry: at most {settings.retry.max_attempts} automatic retries a run, "
         f"backoff {[int(s) if s.is_integer() else s for s in settings.retry.backoff_seconds]} s",
         f"rules: {rule_count} from {', '.join(str(p) for p in settings.rules_files)}",
+        f"operations API: {_api_state(settings)}; ledger kept {settings.ledger.retention_days} days",
     ]
+
+
+def _api_state(settings: Settings) -> str:
+    """Which tokens are set (never their values): the API is off without one."""
+    tokens = [name for name, value in (("admin", settings.admin_token), ("read", settings.read_token)) if value]
+    return f"on ({' and '.join(tokens)} token)" if tokens else "off (no TRIAGE_ADMIN_TOKEN / TRIAGE_READ_TOKEN)"

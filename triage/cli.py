@@ -1,5 +1,6 @@
 """``triage`` command line: the two processes (``web``, ``worker``), the demo, a configuration
-check, and the offline rule-tuning tools."""
+check, the offline rule-tuning tools, and the operations client (``ls``, ``show``, ``events``,
+``replay``, ``cancel``, ``pause``, ``resume``: ``triage.opscli``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import sys
 #: What ``triage web`` runs: gunicorn with the package's settings module, so no file of the checkout is needed.
 GUNICORN = ["-m", "gunicorn", "--config", "python:triage.gunicorn_conf"]
 APP = "triage.app:create_app()"
+#: Commands that talk to a running service's operations API (``TRIAGE_API_URL``).
+OPS_COMMANDS = ("ls", "show", "events", "replay", "cancel", "pause", "resume")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--workers", type=int, default=2, help="RQ worker processes (default 2)")
     demo.add_argument("--verbose", action="store_true", help="show the service's own logs")
 
+    for name in OPS_COMMANDS:
+        sub.add_parser(name, help=f"operations API: `triage {name} --help`")
     sub.add_parser("web", help="run the web process (gunicorn); arguments after it go to gunicorn")
     sub.add_parser("worker", help="run an RQ worker with the scheduler; `triage worker --help` for its options")
 
@@ -57,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="list the held-out part's misses too (they are hidden so that nobody tunes on them)")
 
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] and argv[0] in OPS_COMMANDS:  # the operations API's client: its own parser (triage.opscli)
+        from triage.opscli import main as ops_main
+
+        return ops_main(argv)
     if argv[:1] == ["web"]:  # everything after `web` is gunicorn's, after `worker` the worker's
         return _web(argv[1:])
     if argv[:1] == ["worker"]:

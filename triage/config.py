@@ -282,6 +282,20 @@ class SlackSettings:
 
 
 @dataclass(frozen=True)
+class LedgerSettings:
+    """How long the triage timeline (``triage.ledger``) is kept, and how much of it: its keys expire
+    and its lists are capped, so the operations API never grows Redis without bound."""
+
+    retention_days: int = policy("retention.ledger_days", whole(1))
+    max_events: int = policy("retention.max_events_per_triage", whole(10))  # the oldest fall off
+    max_calls: int = policy("retention.max_calls_per_triage", whole(10))  # Paradime/Slack calls
+
+    @property
+    def ttl_seconds(self) -> int:
+        return self.retention_days * 86_400
+
+
+@dataclass(frozen=True)
 class Settings:
     redis_url: str
     retry: RetryPolicy
@@ -292,6 +306,8 @@ class Settings:
     jobs: JobPolicy = JobPolicy()
     retention: Retention = Retention()
     admin_token: str | None = None
+    read_token: str | None = None  # TRIAGE_READ_TOKEN: the operations API's GET endpoints only
+    ledger: LedgerSettings = LedgerSettings()
     config_path: Path | None = None  # the user's policy file; None = shipped defaults only
     queue_name: str = "triage"
     extra: dict[str, Any] = field(default_factory=dict)
@@ -411,6 +427,8 @@ def load_settings(environ: Mapping[str, str] | None = None, path: str | Path | N
         slack=_slack_settings(doc, environ),
         rules_files=resolve_rules_files(doc["classification"], user_path.parent if user_path else None),
         admin_token=_env(environ, "TRIAGE_ADMIN_TOKEN"),
+        read_token=_env(environ, "TRIAGE_READ_TOKEN"),
+        ledger=from_policy(LedgerSettings, doc),
         config_path=user_path,
     )
 
@@ -479,6 +497,20 @@ def require_web(settings: Settings) -> None:
         _check_whsec(webhook.secret)
     if mode is Verification.TOKEN and not webhook.token:
         raise ConfigError("PARADIME_WEBHOOK_TOKEN: required by webhook.verification: token")
+    _check_api_tokens(settings)
+
+
+#: An operations API token is a password for retries and cancels: short ones are guessable.
+MIN_API_TOKEN_LENGTH = 16
+
+
+def _check_api_tokens(settings: Settings) -> None:
+    for name, value in (("TRIAGE_ADMIN_TOKEN", settings.admin_token), ("TRIAGE_READ_TOKEN", settings.read_token)):
+        if value is not None and len(value) < MIN_API_TOKEN_LENGTH:
+            raise ConfigError(f"{name}: at least {MIN_API_TOKEN_LENGTH} characters, e.g. "
+                              "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'")
+    if settings.admin_token and settings.admin_token == settings.read_token:
+        raise ConfigError("TRIAGE_READ_TOKEN: must differ from TRIAGE_ADMIN_TOKEN (else it could mutate)")
 
 
 def require_worker(settings: Settings) -> list[str]:

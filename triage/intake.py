@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 
 from triage import broker
 from triage.errors import PayloadError
+from triage.ledger import EventType
 from triage.lifecycle import TriageStatus
 from triage.paradime import redact_url
 from triage.store import new_triage_id
@@ -100,6 +101,7 @@ def receive(path_token: str | None = None):
             if store.reopen(earlier, lambda pipe: enqueue(pipe, earlier, retry_id), job_id=retry_id):
                 log.info("redelivery of %s: triage %s had not completed (%s); attempt queued", event.dedup_key,
                          earlier, again.get("status", "no record"))
+                ctx["ledger"].record(earlier, EventType.QUEUED, "redelivered: a new attempt queued", job_id=retry_id)
                 return jsonify(status="requeued", triage_id=earlier, run_id=event.run_id), 202
             return jsonify(status="duplicate", triage_id=earlier), 200
     except RedisError as exc:
@@ -108,6 +110,7 @@ def receive(path_token: str | None = None):
         resp.headers["Retry-After"] = RETRY_AFTER_SECONDS
         return resp, status
 
+    ctx["ledger"].received(triage_id, event.run_id, f"{event.event_type} {event.dedup_key}", delivery_id=wid)
     log.info("triage %s queued for %s (event %s%s)", triage_id, event.dedup_key, event.event_type,
              ", inferred" if event.event_type_inferred else "")
     return jsonify(status="queued", triage_id=triage_id, event=event.event_type, run_id=event.run_id), 202

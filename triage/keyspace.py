@@ -32,6 +32,10 @@ key                                     owner                      kept
 ``bt:node-<event>:<node>:<run>``        ``history.History``        ``history.TTL``
 ``bt:node-signatures:<sched>:<node>``   ``history.History``        ``history.TTL``, newest ``RUNS_KEPT``
 ``bt:node-recovered:<sched>:<node>``    ``history.History``        ``history.TTL``
+``bt:ledger:<tid>:events`` (stream)     ``ledger.Ledger``          ``retention.ledger_days``, cap
+``bt:ledger:<tid>:<part>``              ``ledger.Ledger``          calls, trace, children: same
+``bt:ledger:run:<run>`` (zset)          ``ledger.Ledger``          ``retention.ledger_days``, cap
+``bt:ledger:pauses`` (hash)             ``pauses.Pauses``          until its last pause ends
 ======================================  =========================  ===============================
 
 RQ's own keys (``rq:…``) are RQ's: jobs carry ``result_ttl``/``failure_ttl`` (``triage.broker``).
@@ -147,3 +151,22 @@ def node_signatures(schedule: str, unique_id: str) -> str:
 def node_recovered(schedule: str, unique_id: str) -> str:
     """The chains (origins) of a schedule in which a retry recovered the node."""
     return f"{PREFIX}node-recovered:{schedule}:{unique_id}"
+
+
+# --- the triage ledger (triage.ledger.Ledger) and the retry switch (triage.pauses.Pauses) ---------------
+
+LEDGER = PREFIX + "ledger:"
+
+
+def ledger(triage_id: str, part: str) -> str:
+    """A triage's ``events`` (stream), ``calls`` (list), ``trace`` (hash) or ``children`` (list)."""
+    return f"{LEDGER}{triage_id}:{part}"
+
+
+def ledger_run(run_id: int) -> str:
+    """Every triage about a Bolt run (zset, triage id → time)."""
+    return f"{LEDGER}run:{run_id}"
+
+
+def retry_pauses() -> str:
+    return f"{LEDGER}pauses"

@@ -155,6 +155,7 @@ def secrets_of(settings: Any) -> list[str]:
         part = getattr(settings, section, None)
         found.extend(getattr(part, name, None) for name in names)
     found.append(getattr(settings, "admin_token", None))
+    found.append(getattr(settings, "read_token", None))
     redis_url = getattr(settings, "redis_url", None)
     if isinstance(redis_url, str):
         with contextlib.suppress(ValueError):

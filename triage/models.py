@@ -154,6 +154,7 @@ class Reason(str, Enum):
     REPEATED_PREVIOUS_RUN = "repeated_previous_run"  # a conditional failure, as in the schedule's previous run
     LIMIT_REPEATED = "limit_repeated"  # a configured limit (timeout, memory) hit again: deterministic now
     SAME_ERROR_HISTORY = "same_error_history"  # same node, same error in the last K runs, never recovered
+    PAUSED = "paused"  # a retry was due, but an operator paused automatic retries (triage.pauses)
 
     def __str__(self) -> str:
         return self.value

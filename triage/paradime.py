@@ -48,8 +48,10 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, DecodeError, NewConnectionError, ProtocolError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
+from triage import ledger
 from triage.config import ParadimeSettings
 from triage.errors import UpstreamError
+from triage.ledger import Service
 from triage.models import Command, Resource
 from triage.webhook import parse_time
 
@@ -177,7 +179,9 @@ class ParadimeClient:
         session = self._mutation_session if mutation else self._query_session
         timeout, attempts = self.settings.timeout_seconds, self.settings.max_attempts
         try:
-            resp = session.post(self.settings.endpoint, json=body, headers=headers, timeout=timeout)
+            with ledger.upstream(Service.PARADIME, operation) as call:
+                resp = session.post(self.settings.endpoint, json=body, headers=headers, timeout=timeout)
+                call.status = str(resp.status_code)
         except requests.ConnectionError as exc:
             if _never_sent(exc):
                 raise UpstreamError(f"Paradime {operation}: could not connect after {attempts} attempts") from None
@@ -281,7 +285,7 @@ class ParadimeClient:
         return self._read_all(url, max_bytes)  # the last attempt's error, if any, is the answer
 
     def _read_all(self, url: str, max_bytes: int) -> bytes:
-        with self.stream(url, max_bytes) as body:
+        with ledger.upstream(Service.DOWNLOAD, "artifact"), self.stream(url, max_bytes) as body:
             return b"".join(iter(lambda: body.read(64 * 1024), b""))
 
     @contextmanager

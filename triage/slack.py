@@ -24,9 +24,10 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, ServerErrorRetryHandler
 from slack_sdk.webhook import WebhookClient
 
-from triage import keyspace
+from triage import keyspace, ledger
 from triage.config import SlackSettings
 from triage.errors import UpstreamError
+from triage.ledger import Service
 from triage.summary import SlackMessage
 
 log = logging.getLogger(__name__)
@@ -154,7 +155,9 @@ class SlackNotifier:
             return Posted(channel=resp.get("channel") or channel, ts=resp.get("ts"))
         if self._hook is not None:
             try:
-                resp = self._hook.send(text=message.text, blocks=message.blocks)
+                with ledger.upstream(Service.SLACK, "incoming-webhook") as call:
+                    resp = self._hook.send(text=message.text, blocks=message.blocks)
+                    call.status = str(resp.status_code)
                 if resp.status_code == 429:
                     raise RateLimited("incoming webhook", _retry_after(resp.headers))
             except SlackClientError as exc:
@@ -200,7 +203,8 @@ class SlackNotifier:
     @staticmethod
     def _call(method: str, send):
         try:
-            return send()
+            with ledger.upstream(Service.SLACK, method):
+                return send()
         except SlackApiError as exc:
             error = exc.response.get("error") if exc.response is not None else "unknown"
             status = exc.response.status_code if exc.response is not None else 0

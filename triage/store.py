@@ -79,6 +79,12 @@ def _raise_if_connection_lost(exc: WatchError) -> None:
         raise RedisConnectionError("connection to Redis lost during a transaction") from exc
 
 
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
 class Store:
     """Triage records, intake claims, run claims, evidence, chains and stories; ``retries`` and
     ``posts`` own the two side effects that must happen at most once."""
@@ -90,6 +96,7 @@ class Store:
         self.max_triages = retention.max_triages
         self.retries = RetryGuard(redis, self.ttl)
         self.posts = PostLedger(redis, self.ttl)
+        self._release = redis.register_script(_RELEASE)
 
     # --- intake ------------------------------------------------------------------------------
 
@@ -195,6 +202,72 @@ class Store:
         pipe.zremrangebyrank(keyspace.TRIAGES, 0, -self.max_triages - 1)  # bounded: the oldest fall off
         pipe.expire(keyspace.TRIAGES, self.ttl)
 
+    def get_triages(self, triage_ids: list[str]) -> list[dict[str, Any] | None]:
+        """Several records in one round trip (the operations API lists pages of them)."""
+        pipe = self.redis.pipeline()
+        for triage_id in triage_ids:
+            pipe.hgetall(keyspace.triage(triage_id))
+        return [{k.decode(): json.loads(v) for k, v in raw.items()} if raw else None for raw in pipe.execute()]
+
+    def triage_index(self, before: float, count: int) -> list[tuple[str, float]]:
+        """(triage id, admitted at) from ``bt:triages``, newest first, admitted at or before ``before``."""
+        rows = self.redis.zrevrangebyscore(keyspace.TRIAGES, before, "-inf", start=0, num=count, withscores=True)
+        return [(tid.decode(), score) for tid, score in rows]
+
+    def admit_replay(self, triage_id: str, record: dict[str, Any], run_id: int | None,
+                     enqueue: Callable[[Pipeline], Any], busy: Callable[[str], bool]) -> str | None:
+        """Record and enqueue a replay, handing it the run's once-per-run triage claim (``claim_run``),
+        in one transaction. Returns the triage holding the claim when it is still in progress (``busy``):
+        then nothing is done, so two triages never work on one run at once. The run's other guards
+        (``RetryGuard``, ``PostLedger``) are left as they are: a replay cannot retry a run twice or post
+        a message twice."""
+        key = keyspace.run_claim(run_id) if run_id is not None else None
+        with self.redis.pipeline() as pipe:
+            while True:
+                try:
+                    if key is not None:
+                        pipe.watch(key)
+                    owner = pipe.get(key) if key is not None else None
+                    if owner and busy(owner.decode()):
+                        pipe.unwatch()
+                        return owner.decode()
+                    pipe.multi()
+                    if key is not None:
+                        pipe.set(key, triage_id, ex=self.ttl)
+                    self._record(pipe, triage_id, record)
+                    enqueue(pipe)
+                    pipe.execute()
+                    return None
+                except WatchError as exc:
+                    _raise_if_connection_lost(exc)  # the API answers 503, not a second wait
+                    continue
+
+    def forget_claims(self, triage_id: str, delivery_id: str | None, event_key: str | None,
+                      run_id: int | None) -> list[str]:
+        """Delete the delivery, run-event and run claims that ``triage_id`` holds (compare-and-delete),
+        so that the same webhook is triaged again; the names of the claims deleted. The retry guard
+        and the Slack post claims are not touched."""
+        claims = {"delivery": keyspace.delivery(delivery_id) if delivery_id else None,
+                  "event": keyspace.event(event_key) if event_key else None,
+                  "run": keyspace.run_claim(run_id) if run_id is not None else None}
+        return [name for name, key in claims.items() if key and self._release(keys=[key], args=[triage_id])]
+
+    def run_owner(self, run_id: int) -> str | None:
+        """The triage holding the run's claim (``claim_run``), if any."""
+        raw = self.redis.get(keyspace.run_claim(run_id))
+        return raw.decode() if raw is not None else None
+
+    def story_statuses(self, origins: list[int | None]) -> list[str | None]:
+        """The status of each chain's story (None: no story, or no origin), in one round trip."""
+        pipe = self.redis.pipeline()
+        for origin in origins:
+            pipe.get(keyspace.story(origin if origin is not None else 0))
+        return [json.loads(raw)["status"] if raw and origin is not None else None
+                for origin, raw in zip(origins, pipe.execute(), strict=True)]
+
+    def has_story(self, origin: int) -> bool:
+        return bool(self.redis.exists(keyspace.story(origin)))
+
     def get_triage(self, triage_id: str) -> dict[str, Any] | None:
         raw = self.redis.hgetall(keyspace.triage(triage_id))
         if not raw:
@@ -259,6 +332,7 @@ class RetryOutcome(str, Enum):
     ISSUED = "issued"  # Paradime started a new run
     REFUSED = "refused"  # Paradime answered no: never sent again
     UNKNOWN = "unknown"  # no clear answer, or the sender stopped in between: a human must look
+    CANCELED = "canceled"  # an operator canceled the scheduled retry first: never sent
 
     def __str__(self) -> str:
         return self.value
@@ -315,6 +389,17 @@ class RetryGuard:
 
     def record(self, run_id: int, outcome: RetryOutcome, detail: str) -> None:
         self.redis.set(keyspace.retry(run_id), RetryState(outcome, detail).encode(), ex=self.ttl)
+
+    def cancel(self, run_id: int, detail: str) -> bool:
+        """Take the claim for an operator's cancel (``SET NX``, the very claim a sender takes first):
+        True when it won, and the retry can then never be sent; False when a sender got there first."""
+        state = RetryState(RetryOutcome.CANCELED, detail)
+        return bool(self.redis.set(keyspace.retry(run_id), state.encode(), nx=True, ex=self.ttl))
+
+    def uncancel(self, run_id: int, detail: str) -> None:
+        """Undo ``cancel`` (the triage moved on before it could be canceled), only if it is still ours."""
+        script = self.redis.register_script(_RELEASE)
+        script(keys=[keyspace.retry(run_id)], args=[RetryState(RetryOutcome.CANCELED, detail).encode()])
 
     def release(self, run_id: int) -> None:
         """Forget a claim whose mutation provably never left: a later attempt may send it."""

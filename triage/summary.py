@@ -28,6 +28,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from slack_sdk.models.blocks import (
@@ -338,7 +339,16 @@ def describe_failures(failures: Sequence[Failure], adapter: str | None) -> str:
 
 def _policy(decision: Decision) -> str:
     """The part of a policy reason worth a headline; the rest stays in the "why" line."""
+    if decision.code is Reason.PAUSED:
+        return decision.detail or decision.reason
     return "retry budget spent" if decision.code is Reason.BUDGET_SPENT else decision.reason
+
+
+def paused_clause(reason: str, until: datetime) -> str:
+    """``automatic retries paused (warehouse incident) until 2026-12-04 03:00 UTC``: what a run's
+    story says when a retry was due while an operator had paused them (``Reason.PAUSED``)."""
+    when = until.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"automatic retries paused ({reason or 'no reason given'}) until {when}"
 
 
 def _cause(decision: Decision, evidence: Evidence | None) -> str:

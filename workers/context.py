@@ -7,10 +7,11 @@ from dataclasses import dataclass
 
 from rq import Queue
 
-from triage import broker
+from triage import broker, ledger
 from triage.classify import RuleSet
 from triage.config import Settings, load_settings, require_worker
 from triage.history import History
+from triage.ledger import Ledger
 from triage.paradime import ParadimeClient
 from triage.slack import SlackNotifier
 from triage.store import Store
@@ -25,12 +26,15 @@ class Context:
     slack: SlackNotifier
     rules: RuleSet
     history: History
+    ledger: Ledger
 
 
 def build(settings: Settings) -> Context:
     """The context of a worker whose settings ``require_worker`` accepted."""
     redis = broker.connect(settings.redis_url)
+    ledger.install(book := Ledger(redis, settings.ledger))  # the clients record their calls in it
     return Context(
+        ledger=book,
         history=History(redis, settings.retention.node_history_seconds, settings.retention.max_nodes),
         settings=settings,
         store=Store(redis, settings.webhook.dedup_ttl_seconds, settings.retention),

@@ -26,6 +26,7 @@ from rq import Retry
 from triage import broker, logs
 from triage.errors import UpstreamError
 from triage.incidents import Storms
+from triage.ledger import EventType
 from triage.slack import Pacer, Posted, RateLimited
 from triage.store import Claim, PostStatus
 from triage.summary import IncidentRun, SlackMessage, incident_message
@@ -130,6 +131,7 @@ def _post(ctx: Context, post: Post, tries: int) -> dict[str, Any]:
 def _recorded(ctx: Context, post: Post, posted: Posted, status: str) -> dict[str, Any]:
     """Record where the post is; a story's first message also gives the story its thread."""
     ctx.store.posts.posted(post.message_id, posted.channel, posted.ts)
+    ctx.ledger.record(post.triage_id, EventType.SLACK_POSTED, f"{status} {post.message_id}", channel=posted.channel)
     if post.parent is not None and posted.ts:
         ctx.store.update_story(post.parent, slack_channel=posted.channel, slack_ts=posted.ts)
         if ctx.store.posts.parent(post.parent) != {"text": post.text, "blocks": post.blocks}:

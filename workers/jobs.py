@@ -22,10 +22,11 @@ from rq import Callback, Retry
 from rq.exceptions import AbandonedJobError
 from rq.job import Job, get_current_job
 
-from triage import broker, logs, schedules
+from triage import broker, logs, pauses, schedules
 from triage.decide import decide
 from triage.errors import UpstreamError
 from triage.evidence import ArtifactsNotReady, gather
+from triage.ledger import EventType, Level
 from triage.lifecycle import StoryStatus, TriageStatus
 from triage.models import (
     TERMINAL_STATES,
@@ -65,6 +66,7 @@ def triage_webhook(triage_id: str, event: dict[str, Any], check: int = 0) -> dic
             log.info("triage is %s; this job has nothing left to do", status)
             return {"status": "skipped", "triage_status": str(status)}
         ctx.store.set_status(triage_id, TriageStatus.TRIAGING, checks=check, started_at=time.time())
+        ctx.ledger.record(triage_id, EventType.STARTED, f"triage started (check {check})", check=check)
         try:
             result = _triage(ctx, triage_id, ev, check)
         except UpstreamError as exc:
@@ -84,6 +86,7 @@ def triage_webhook(triage_id: str, event: dict[str, Any], check: int = 0) -> dic
         else:
             now = TriageStatus.DONE
             ctx.store.advance(triage_id, now, finished_at=time.time(), **fields)
+            ctx.ledger.record(triage_id, EventType.DONE, f"triage done: {result['status']}", outcome=result["status"])
         log.info("triage %s: %s", now, json.dumps(result)[:500])
         return result
 
@@ -111,6 +114,7 @@ def triage_failed(job: Job, connection: Any, exc_type: type, exc: BaseException,
         if job.retries_left:
             log.warning("attempt failed (%s); RQ tries again (%d left)", reason, job.retries_left)
             ctx.store.set_status(triage_id, TriageStatus.FAILED, error=reason)
+            ctx.ledger.record(triage_id, EventType.FAILED, f"attempt failed: {reason}", Level.WARNING)
             return
         _give_up(ctx, triage_id, ev, reason)
 
@@ -133,6 +137,7 @@ def _again(ctx: Context, triage_id: str, ev: WebhookEvent, check: int, why: str)
         retry=broker.triage_retry(ctx.settings.jobs), on_failure=broker.triage_callback(),
     )
     ctx.store.save_triage(triage_id, job_id=job_id, next_check_at=time.time() + delay)
+    ctx.ledger.record(triage_id, EventType.RECHECK_SCHEDULED, f"checking again in {delay:g}s: {why}", job_id=job_id)
     return {"status": "waiting", "reason": why, "next_check_in": delay}
 
 
@@ -152,6 +157,7 @@ def _triage(ctx: Context, triage_id: str, ev: WebhookEvent, check: int) -> dict[
     if ev.run_id is None:
         ev = WebhookEvent(**{**ev.__dict__, "run_id": run_id})
     ctx.store.save_triage(triage_id, run_id=run_id)
+    ctx.ledger.link_run(run_id, triage_id)
 
     link = ctx.store.link(run_id)
     if ev.event_type == STARTED:
@@ -160,6 +166,7 @@ def _triage(ctx: Context, triage_id: str, ev: WebhookEvent, check: int) -> dict[
         return {"status": "started", "run_id": run_id}
 
     status = ctx.paradime.run_status(run_id)
+    ctx.ledger.record(triage_id, EventType.RUN_STATUS, f"run {run_id} is {status.state}", state=status.state)
     if status.state not in TERMINAL_STATES:
         if check < len(ctx.settings.paradime.recheck_seconds):
             return _again(ctx, triage_id, ev, check, f"run {run_id} is {status.state}")
@@ -187,18 +194,22 @@ def _triage(ctx: Context, triage_id: str, ev: WebhookEvent, check: int) -> dict[
 
     allow_missing = check >= len(ctx.settings.paradime.recheck_seconds)
     try:
-        evidence = gather(ctx.paradime, run_id, status, ctx.rules, ctx.settings.paradime.artifact_max_bytes,
-                          wait_for_artifacts=not allow_missing,
-                          manifest_max_bytes=ctx.settings.paradime.manifest_max_bytes)
+        with ctx.ledger.classifying(triage_id):
+            evidence = gather(ctx.paradime, run_id, status, ctx.rules, ctx.settings.paradime.artifact_max_bytes,
+                              wait_for_artifacts=not allow_missing,
+                              manifest_max_bytes=ctx.settings.paradime.manifest_max_bytes)
     except ArtifactsNotReady as exc:
         return _again(ctx, triage_id, ev, check, str(exc))
 
+    ctx.ledger.evidence(triage_id, evidence)
     ctx.store.advance(triage_id, TriageStatus.DECIDING)
     nodes = [f.node for f in evidence.failures if f.node]
     schedule = ev.schedule_name or _story_schedule(ctx, link)
     evidence = schedules.with_schedule_owner(evidence, ctx.paradime, schedule, ctx.settings.slack.owners)
     history = ctx.history.get(nodes, schedule=schedule, origin=link.origin)
     decision = decide(evidence, link.attempt, ctx.settings.retry, schedule, history)
+    decision = pauses.hold(ctx.store.redis, decision, schedule)
+    ctx.ledger.decided(triage_id, decision)
     ctx.history.record_failures(run_id, evidence.failures, schedule=schedule, origin=link.origin)
     log.info("run %s (attempt %d of chain %s): %s — %s", run_id, link.attempt, link.origin, decision.action,
               decision.reason)
@@ -228,25 +239,35 @@ def _act(ctx: Context, triage_id: str, ev: WebhookEvent, run_id: int, link: Chai
                 StoryStatus.GAVE_UP if link.attempt else StoryStatus.NOT_RETRIED)
         ctx.store.save_story(story)
 
+    scheduled = False
     if retrying:  # the status first: a retry without backoff may run before this job goes on
         ctx.store.advance(triage_id, TriageStatus.RETRY_SCHEDULED)
-        _schedule_retry(ctx, triage_id, run_id, link, decision, story.schedule_name)
+        scheduled = _schedule_retry(ctx, triage_id, run_id, link, decision, story.schedule_name)
     if link.attempt == 0:
         notify.first_message(ctx, story, evidence, decision)
     else:  # a retry run failed again: the story goes on under its first message
         status = verdict_line(decision, link.attempt, evidence=evidence)
         notify.later_message(ctx, story, run_id, link, evidence, decision, status)
-    if not retrying:
+    if not scheduled:  # no retry job of this triage will end it: it ends here
         ctx.store.advance(triage_id, TriageStatus.NOTIFIED)
 
 
 def _schedule_retry(ctx: Context, triage_id: str, run_id: int, link: ChainLink, decision: Decision,
-                    schedule_name: str | None) -> None:
-    """Enqueue ``perform_retry`` once per run (a fixed job id; the mutation itself is guarded too)."""
+                    schedule_name: str | None) -> bool:
+    """Enqueue ``perform_retry`` once per run (a fixed job id; the mutation itself is guarded too).
+
+    True when a retry job of this triage ends it (scheduled now, or by an earlier attempt of this same
+    triage, whatever it has done since); False when the run's retry belongs to another triage (a
+    replay of a run already retried): nobody retries it again, and this triage ends without a retry."""
     job_id = f"retry-{run_id}"
-    if ctx.store.retries.state(run_id) or Job.exists(job_id, connection=ctx.store.redis):
-        log.info("retry of run %s already scheduled or issued", run_id)
-        return
+    guard, existing = ctx.store.retries.state(run_id), ctx.queue.fetch_job(job_id)
+    if guard or existing is not None:
+        mine = existing is not None and existing.args[0] == triage_id  # that job ends this triage
+        said = str(guard) if guard else "scheduled"
+        log.info("retry of run %s already scheduled or issued (%s)", run_id, said)
+        ctx.ledger.record(triage_id, EventType.RETRY_SCHEDULED if mine else EventType.RETRY_NOT_SCHEDULED,
+                          f"retry of run {run_id} already {said}", guard=str(guard) if guard else None)
+        return mine
     args = (triage_id, run_id, link.origin, decision.attempt, decision.action, schedule_name)
     # Retry(...) only matters when Paradime was provably not reached (refused connection, 429):
     # perform_retry never lets RQ resend a mutation whose outcome is unknown.
@@ -257,6 +278,8 @@ def _schedule_retry(ctx: Context, triage_id: str, run_id: int, link: ChainLink, 
         log.info("retry %d of run %s scheduled in %gs", decision.attempt, run_id, decision.backoff_seconds)
     else:
         ctx.queue.enqueue(broker.RETRY_JOB, *args, **kwargs)
+    ctx.ledger.record(triage_id, EventType.RETRY_SCHEDULED, f"{decision.action} in {decision.backoff_seconds:g}s")
+    return True
 
 
 def _failed_in(ctx: Context, run_id: int) -> tuple[list[str], list[str]]:
@@ -292,6 +315,7 @@ def _give_up(ctx: Context, triage_id: str, ev: WebhookEvent, reason: str) -> Non
     """No attempt left: dead-letter the triage and tell Slack, once (the note is claimed by key)."""
     log.error("giving up: %s", reason)
     ctx.store.set_status(triage_id, TriageStatus.DEAD_LETTER, error=logs.redact(reason), finished_at=time.time())
+    ctx.ledger.record(triage_id, EventType.DEAD_LETTER, f"gave up: {reason}", Level.ERROR)
     if ev.run_id is not None:
         what = f"run {ev.run_id}"
     else:
@@ -323,6 +347,8 @@ def perform_retry(triage_id: str, run_id: int, origin: int, attempt: int, action
             log.info("retry of run %s canceled; not sent", run_id)
             return {"status": "canceled"}
         story = ctx.store.story(origin)
+        if (pause := pauses.Pauses(ctx.store.redis).applying(schedule_name or story.schedule_name)) is not None:
+            return _held(ctx, triage_id, run_id, story, pause)
         if not ctx.store.retries.claim(run_id, triage_id):
             state = ctx.store.retries.state(run_id)
             if state is None:  # released since (never sent): RQ's next try of the sender sends it
@@ -339,9 +365,20 @@ def perform_retry(triage_id: str, run_id: int, origin: int, attempt: int, action
             log.info("retry of run %s not sent again (%s)", run_id, state)
             return {"status": "already", "guard": str(state)}
         result = _send_retry(ctx, run_id, origin, attempt, action, schedule_name, story)
+        ctx.ledger.record(triage_id, EventType.RETRY_SENT, f"{action} of run {run_id}: {result['status']}", **result)
         ctx.store.advance(triage_id, TriageStatus.RETRIED, retry=result)
         ctx.store.advance(triage_id, TriageStatus.DONE, finished_at=time.time())
+        ctx.ledger.record(triage_id, EventType.DONE, f"triage done: retry {result['status']}")
         return result
+
+
+def _held(ctx: Context, triage_id: str, run_id: int, story: Story, pause: pauses.Pause) -> dict[str, Any]:
+    """A retry came due while retries are paused: not sent (not claimed either, so a replay after the
+    pause may send it); the story says so and asks its owners to look."""
+    ctx.ledger.record(triage_id, EventType.RETRY_HELD, f"retry of run {run_id} not sent: {pause.clause()}")
+    _conclude(ctx, story, StoryStatus.NEEDS_HUMAN, f"Not retrying: {pause.clause()}")
+    ctx.store.advance(triage_id, TriageStatus.DONE, outcome="retry_paused", finished_at=time.time())
+    return {"status": "paused", "until": pause.until}
 
 
 def _send_retry(ctx: Context, run_id: int, origin: int, attempt: int, action: str,
