@@ -54,8 +54,8 @@ _EXTRACTORS: dict[CodeKind, tuple[re.Pattern[str], ...]] = {
         re.compile(r"(?i)\b(?:error ?code|errno|code)[\s:=\"']+(\d{6})\b"),
     ),
     CodeKind.SQLSERVER: (
-        re.compile(r"\((\d{2,5})\)\s*\(SQL\w+\)"),  # pyodbc: ... (1205) (SQLExecDirectW)
-        re.compile(r"(?i)\bMsg (\d{2,5}), Level \d+"),
+        re.compile(r"\((\d{2,6})\)\s*\(SQL\w+\)"),  # pyodbc: ... (1205) (SQLExecDirectW); Synapse: (104455)
+        re.compile(r"(?i)\bMsg (\d{2,6}), Level \d+"),
         re.compile(r"(?i)\b(?:SQL Server|Azure SQL|Synapse|Fabric)\b[^\n]{0,80}?"
                    r"\berror (?:number |code )?:?\s*(\d{3,5})\b"),
         re.compile(r"(?i)\b(?:Error Number|ErrorCode|Error code|SqlError Number)[\s:=]+(\d{2,5})\b"),
