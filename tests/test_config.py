@@ -216,7 +216,7 @@ def test_every_shipped_policy_key_is_read_by_one_settings_field():
 
     read = {f.metadata["policy"] for cls in (config.RetryPolicy, config.JobPolicy, config.Retention,
                                             config.WebhookSettings, config.ParadimeSettings, config.SlackSettings,
-                                            config.LedgerSettings)
+                                            config.MonitoringSettings, config.LedgerSettings)
             for f in fields(cls) if "policy" in f.metadata}
     by_hand = {"webhook.verification", "slack.channel", "classification.shipped_rules", "classification.rules_files"}
     shipped = set(leaves(config.load_policy()[0]))

@@ -102,7 +102,9 @@ def test_redis_down_gives_503_with_retry_after(service_env, monkeypatch):
     assert resp.status_code == 503
     assert resp.headers["Retry-After"] == "30"
     assert resp.get_json()["error"] == "unavailable"
-    assert app.test_client().get("/healthz").status_code == 503
+    assert app.test_client().get("/healthz").status_code == 200  # the process is up: no Redis call
+    ready = app.test_client().get("/readyz")
+    assert ready.status_code == 503 and ready.get_json()["reasons"][0]["code"] == "redis_unreachable"
 
 
 def test_token_mode_accepts_header_or_path_and_never_logs_it(service_env, monkeypatch, redis, caplog):

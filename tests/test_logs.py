@@ -313,3 +313,26 @@ def test_redact_handlers_reformat_uses_the_installed_format(capfd):
     finally:
         lonely.removeHandler(handler)
         lonely.propagate = True
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_text_that_bypasses_logging_is_redacted_and_json_too(fmt):
+    """What a process prints itself (multiprocessing's traceback of a dead child, a stray print) goes
+    through the guard of the std streams: masked, and with fmt=json one JSON object per line."""
+    _capture(fmt, secrets=("pd-api-secret-0123456789",))
+    target = io.StringIO()
+    guard = logs._StreamGuard(target, "stderr")
+    with logs.bound("tr_guarded", run_id=7):
+        guard.write("Traceback (most recent call last):\n  File \"x.py\", line 1\nRuntimeError: pd-api-secret-0")
+        guard.write("123456789 refused\n")
+    guard.write('{"time": "t", "level": "INFO", "logger": "gunicorn.access", "message": "GET /"}\n')
+    lines = target.getvalue().splitlines()
+    assert "pd-api-secret-0123456789" not in target.getvalue() and len(lines) == 4
+    if fmt == "text":
+        assert lines[2] == "RuntimeError: *** refused"
+        return
+    records = [json.loads(line) for line in lines]
+    assert [r["logger"] for r in records] == ["stderr", "stderr", "stderr", "gunicorn.access"]
+    assert records[0] == {**records[0], "level": "ERROR", "message": "Traceback (most recent call last):",
+                          "triage_id": "tr_guarded", "run_id": 7}
+    assert records[2]["message"] == "RuntimeError: *** refused"

@@ -105,8 +105,9 @@ def test_web_starts_with_redis_down_and_answers_503(env, tmp_path):
     env["REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"
     proc, url = _start_web(env, tmp_path)
     try:
-        health = requests.get(f"{url}/healthz", timeout=5)
-        assert health.status_code == 503 and health.json()["redis"] == "unreachable"
+        assert requests.get(f"{url}/healthz", timeout=5).json() == {"status": "ok"}  # liveness: no Redis call
+        ready = requests.get(f"{url}/readyz", timeout=10)
+        assert ready.status_code == 503 and [r["code"] for r in ready.json()["reasons"]] == ["redis_unreachable"]
         intake = requests.post(f"{url}/webhooks/paradime", data=b"{}", timeout=10)
         assert intake.status_code in (401, 503)  # unsigned: refused before Redis is needed
     finally:

@@ -8,10 +8,11 @@ from flask import Flask, jsonify
 from redis import Redis
 from werkzeug.exceptions import HTTPException
 
-from triage import api, broker
+from triage import api, broker, logs, metrics, monitoring
 from triage.config import Settings, Verification, load_settings, require_web
 from triage.intake import bp as intake_bp
 from triage.ledger import Ledger
+from triage.statuspage import bp as statuspage_bp
 from triage.store import Store
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,7 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
     """Build the web app. Settings are read (and checked) here, so a bad config stops gunicorn at start.
 
     No Redis call is made here: a web process whose Redis is down still starts, and answers 503
-    on ``/healthz`` and on intake until Redis is back.
+    on ``/readyz`` and on intake until Redis is back (``/healthz`` answers 200: the process is up).
     """
     settings = settings or load_settings()
     require_web(settings)
@@ -33,17 +34,15 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
         "store": Store(redis, settings.webhook.dedup_ttl_seconds, settings.retention),
         "queue": broker.queue(redis, settings.queue_name),
         "ledger": Ledger(redis, settings.ledger),
+        "metrics_registry": monitoring.registry(redis),
     }
+    metrics.install(redis)  # this process's webhook counts go to Redis, beside every worker's
+    app.before_request(logs.untag)  # gthread reuses threads: no request inherits another's triage id
+    app.teardown_request(logs.untag)
     app.register_blueprint(intake_bp)
     api.register(app)
-
-    @app.get("/healthz")
-    def healthz():
-        try:
-            redis.ping()
-        except Exception:
-            return jsonify(status="unavailable", redis="unreachable"), 503
-        return jsonify(status="ok")
+    app.register_blueprint(monitoring.bp)
+    app.register_blueprint(statuspage_bp)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

@@ -77,8 +77,18 @@ def describe(settings: Settings, rule_count: int) -> list[str]:
         f"retry: at most {settings.retry.max_attempts} automatic retries a run, "
         f"backoff {[int(s) if s.is_integer() else s for s in settings.retry.backoff_seconds]} s",
         f"rules: {rule_count} from {', '.join(str(p) for p in settings.rules_files)}",
+        f"metrics: GET /metrics {_metrics_access(settings)}; /readyz fails over "
+        f"{settings.monitoring.ready_max_queue_depth} queued jobs",
         f"operations API: {_api_state(settings)}; ledger kept {settings.ledger.retention_days} days",
     ]
+
+
+def _metrics_access(settings: Settings) -> str:
+    if settings.monitoring.metrics_auth == "open":
+        return "open to anyone who reaches the web port"
+    tokens = [name for name, value in (("TRIAGE_READ_TOKEN", settings.read_token),
+                                       ("TRIAGE_ADMIN_TOKEN", settings.admin_token)) if value]
+    return f"needs a Bearer token ({' or '.join(tokens) or 'none set'})"
 
 
 def _api_state(settings: Settings) -> str:

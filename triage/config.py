@@ -11,7 +11,7 @@ import logging
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -281,6 +281,29 @@ class SlackSettings:
         return "log"
 
 
+class MetricsAuth(str, Enum):
+    """Who may read ``GET /metrics``: anyone who reaches the web port, or holders of a token."""
+
+    OPEN = "open"
+    TOKEN = "token"  # Authorization: Bearer <TRIAGE_READ_TOKEN or TRIAGE_ADMIN_TOKEN>
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _metrics_auth(value: Any, name: str) -> MetricsAuth:
+    return MetricsAuth(choice(*(a.value for a in MetricsAuth))(value, name))
+
+
+@dataclass(frozen=True)
+class MonitoringSettings:
+    """``/metrics`` and ``/readyz`` (triage.monitoring)."""
+
+    metrics_auth: MetricsAuth = policy("monitoring.metrics_auth", _metrics_auth)
+    #: /readyz is 503 while a queue holds more waiting jobs
+    ready_max_queue_depth: int = policy("monitoring.ready_max_queue_depth", whole(1))
+
+
 @dataclass(frozen=True)
 class LedgerSettings:
     """How long the triage timeline (``triage.ledger``) is kept, and how much of it: its keys expire
@@ -306,7 +329,9 @@ class Settings:
     jobs: JobPolicy = JobPolicy()
     retention: Retention = Retention()
     admin_token: str | None = None
-    read_token: str | None = None  # TRIAGE_READ_TOKEN: the operations API's GET endpoints only
+    read_token: str | None = None  # TRIAGE_READ_TOKEN: the API's GETs (and /metrics in token mode)
+    session_secret: str | None = None  # signs the status page's session cookie (triage.statuspage)
+    monitoring: MonitoringSettings = MonitoringSettings()
     ledger: LedgerSettings = LedgerSettings()
     config_path: Path | None = None  # the user's policy file; None = shipped defaults only
     queue_name: str = "triage"
@@ -428,9 +453,17 @@ def load_settings(environ: Mapping[str, str] | None = None, path: str | Path | N
         rules_files=resolve_rules_files(doc["classification"], user_path.parent if user_path else None),
         admin_token=_env(environ, "TRIAGE_ADMIN_TOKEN"),
         read_token=_env(environ, "TRIAGE_READ_TOKEN"),
+        session_secret=_env(environ, "TRIAGE_SESSION_SECRET"),
+        monitoring=_monitoring_settings(doc, environ),
         ledger=from_policy(LedgerSettings, doc),
         config_path=user_path,
     )
+
+
+def _monitoring_settings(doc: Mapping[str, Any], environ: Mapping[str, str]) -> MonitoringSettings:
+    monitoring = from_policy(MonitoringSettings, doc)
+    auth = _env(environ, "TRIAGE_METRICS_AUTH")
+    return replace(monitoring, metrics_auth=_metrics_auth(auth, "TRIAGE_METRICS_AUTH")) if auth else monitoring
 
 
 def _webhook_settings(doc: Mapping[str, Any], environ: Mapping[str, str]) -> WebhookSettings:
@@ -497,6 +530,10 @@ def require_web(settings: Settings) -> None:
         _check_whsec(webhook.secret)
     if mode is Verification.TOKEN and not webhook.token:
         raise ConfigError("PARADIME_WEBHOOK_TOKEN: required by webhook.verification: token")
+    if settings.monitoring.metrics_auth is MetricsAuth.TOKEN and not (settings.read_token or settings.admin_token):
+        raise ConfigError("TRIAGE_READ_TOKEN: required by monitoring.metrics_auth: token (or TRIAGE_ADMIN_TOKEN)")
+    if settings.session_secret is not None and len(settings.session_secret) < 32:
+        raise ConfigError("TRIAGE_SESSION_SECRET: at least 32 characters (e.g. `openssl rand -hex 32`)")
     _check_api_tokens(settings)
 
 

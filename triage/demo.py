@@ -217,7 +217,8 @@ def run_demo(workers: int = 2, verbose: bool = False) -> int:
             procs.append(subprocess.Popen([*triage_cli, "worker", "--name", f"demo-worker-{i + 1}"],
                                           cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT))
         web = f"http://127.0.0.1:{web_port}"
-        _wait("web app (gunicorn)", lambda: requests.get(f"{web}/healthz", timeout=1).ok)
+        # /readyz: the web answers, Redis too, and a worker and RQ's scheduler are up: webhooks can go.
+        _wait("web app (gunicorn) and workers", lambda: requests.get(f"{web}/readyz", timeout=2).ok, timeout=40)
         _say(f"  web app (gunicorn)  {web}/webhooks/paradime")
         _say(f"  RQ workers          {workers}")
         paradime.webhook_target = f"{web}/webhooks/paradime"

@@ -42,6 +42,7 @@ def _check_settings() -> Settings:
 LOG_FORMAT = os.environ.get("LOG_FORMAT", "text")
 # In the master; the forked workers inherit the handlers (preload_app below).
 _check_settings()
+logs.guard_std_streams()  # the settings are good: from here on, what gunicorn or a library prints is a log line too
 
 bind = f"0.0.0.0:{_env_int('PORT', 8000)}"
 workers = _env_int("WEB_CONCURRENCY", 2)

@@ -19,7 +19,7 @@ import time
 from flask import Blueprint, current_app, jsonify, request
 from redis.exceptions import RedisError
 
-from triage import broker
+from triage import broker, instrument, logs
 from triage.errors import PayloadError
 from triage.ledger import EventType
 from triage.lifecycle import TriageStatus
@@ -45,6 +45,7 @@ def _error(status: int, error: str, message: str, **extra):
 
 @bp.post("/webhooks/paradime")
 @bp.post("/webhooks/paradime/<path:path_token>")
+@instrument.webhook
 def receive(path_token: str | None = None):
     ctx = current_app.extensions["triage"]
     settings = ctx["settings"]
@@ -91,6 +92,7 @@ def receive(path_token: str | None = None):
 
     try:
         earlier = store.admit(event.dedup_key, wid[:200] if wid else None, triage_id, record, enqueue)
+        logs.tag(earlier or triage_id, event.run_id)  # the lines below are about this triage
         if earlier:
             again = store.get_triage(earlier) or {}
             if broker.job_alive(store.redis, again.get("job_id")):

@@ -36,6 +36,9 @@ key                                     owner                      kept
 ``bt:ledger:<tid>:<part>``              ``ledger.Ledger``          calls, trace, children: same
 ``bt:ledger:run:<run>`` (zset)          ``ledger.Ledger``          ``retention.ledger_days``, cap
 ``bt:ledger:pauses`` (hash)             ``pauses.Pauses``          until its last pause ends
+``bt:metrics:c:<counter>`` (hash)       ``triage.metrics``         ``metrics.TTL``, renewed by writes
+``bt:metrics:h:<histogram>`` (hash)     ``triage.metrics``         ``metrics.TTL``, renewed by writes
+``bt:metrics:dead_letter`` (set)        ``triage.metrics``         ``metrics.TTL``; pruned at scrape
 ======================================  =========================  ===============================
 
 RQ's own keys (``rq:…``) are RQ's: jobs carry ``result_ttl``/``failure_ttl`` (``triage.broker``).
@@ -46,6 +49,7 @@ from __future__ import annotations
 PREFIX = "bt:"
 TRIAGES = PREFIX + "triages"
 NODES = PREFIX + "nodes"
+METRICS_DEAD_LETTER = PREFIX + "metrics:dead_letter"
 
 
 # --- intake and triage records (triage.store.Store) -----------------------------------------------
@@ -170,3 +174,13 @@ def ledger_run(run_id: int) -> str:
 
 def retry_pauses() -> str:
     return f"{LEDGER}pauses"
+
+
+# --- metrics (triage.metrics; read by triage.monitoring at scrape time) -------------------------------
+
+def metrics_counter(name: str) -> str:
+    return f"{PREFIX}metrics:c:{name}"
+
+
+def metrics_histogram(name: str) -> str:
+    return f"{PREFIX}metrics:h:{name}"

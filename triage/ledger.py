@@ -32,6 +32,7 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
 
@@ -97,6 +98,11 @@ class Service(str, Enum):
         return self.value
 
 
+def _iso(at: float) -> str:
+    """Times in answers are ISO 8601 in UTC, like every other time the API gives."""
+    return datetime.fromtimestamp(at, timezone.utc).isoformat()
+
+
 @dataclass(frozen=True)
 class Event:
     id: str
@@ -109,7 +115,7 @@ class Event:
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "triage_id": self.triage_id, "type": str(self.type), "level": str(self.level),
-                "message": self.message, "data": self.data, "at": self.at}
+                "message": self.message, "data": self.data, "at": _iso(self.at)}
 
 
 @dataclass(frozen=True)
@@ -122,7 +128,7 @@ class Call:
 
     def to_dict(self) -> dict[str, Any]:
         return {"service": str(self.service), "operation": self.operation, "status": self.status,
-                "ms": round(self.ms, 1), "at": self.at}
+                "ms": round(self.ms, 1), "at": _iso(self.at)}
 
 
 class Keys:

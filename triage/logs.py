@@ -64,12 +64,15 @@ __all__ = [
     "JsonFormatter",
     "TextFormatter",
     "bound",
+    "guard_std_streams",
     "install",
     "redact",
     "redact_handlers",
     "run_id",
     "secrets_of",
+    "tag",
     "triage_id",
+    "untag",
 ]
 
 MASK = "***"
@@ -154,8 +157,7 @@ def secrets_of(settings: Any) -> list[str]:
     ):
         part = getattr(settings, section, None)
         found.extend(getattr(part, name, None) for name in names)
-    found.append(getattr(settings, "admin_token", None))
-    found.append(getattr(settings, "read_token", None))
+    found.extend(getattr(settings, name, None) for name in ("admin_token", "read_token", "session_secret"))
     redis_url = getattr(settings, "redis_url", None)
     if isinstance(redis_url, str):
         with contextlib.suppress(ValueError):
@@ -175,6 +177,20 @@ def bound(triage_id: str | None, run_id: int | None = None) -> Iterator[None]:
     finally:
         _RUN_ID.reset(run_token)
         _TRIAGE_ID.reset(tid_token)
+
+
+def tag(triage_id: str | None, run_id: int | None = None) -> None:
+    """Carry ``triage_id`` and ``run_id`` on every line logged from here to the end of the current
+    context: for a web request, whose thread serves other requests after it, the app calls
+    :func:`untag` when each request starts and ends (a ``with bound(...)`` block would not fit the
+    view's many returns)."""
+    _TRIAGE_ID.set(triage_id)
+    _RUN_ID.set(run_id)
+
+
+def untag(*_: object) -> None:
+    """No triage id or run id from here on (``teardown_request`` passes the exception: ignored)."""
+    tag(None, None)
 
 
 class ContextFilter(logging.Filter):
@@ -262,6 +278,61 @@ def _add_filter_once(handler: logging.Handler) -> None:
         handler.addFilter(ContextFilter())
 
 
+# --- text that bypasses logging ------------------------------------------------------------------
+
+
+class _StreamGuard:
+    """``sys.stdout``/``sys.stderr`` of a web or worker process: each line written there by code that
+    does not log (the traceback multiprocessing prints for a child process that raised, such as
+    RQ's scheduler; ``warnings``; a stray ``print``) is redacted, and with
+    ``fmt="json"`` becomes a JSON line (logger ``stdout``/``stderr``) like every logged line. Lines that
+    are already ours (a handler created on this stream later, as gunicorn's are) pass as they are."""
+
+    def __init__(self, target: TextIO, name: str) -> None:
+        self.target, self.name, self._partial = target, name, ""
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            lines = (self._partial + text).split("\n")
+            self._partial = lines.pop()
+            for line in lines:
+                self.target.write(self._line(line) + "\n")
+        return len(text)
+
+    def _line(self, line: str) -> str:
+        if _current_fmt != "json":
+            return redact(line)
+        if line.startswith("{"):
+            try:
+                if isinstance(json.loads(line), dict):
+                    return line  # a JSON line of ours
+            except ValueError:
+                pass
+        record = logging.LogRecord(self.name, logging.ERROR if self.name == "stderr" else logging.INFO, "", 0,
+                                   line, None, None)
+        return JsonFormatter().format(record)
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._partial:
+                self.target.write(self._line(self._partial) + "\n")
+                self._partial = ""
+        self.target.flush()
+
+    def __getattr__(self, name: str) -> Any:  # fileno, isatty, encoding, buffer…: the real stream's
+        return getattr(self.target, name)
+
+
+def guard_std_streams() -> None:
+    """Route ``sys.stdout`` and ``sys.stderr`` through :class:`_StreamGuard` (idempotent). The web and the
+    worker call it after :func:`install`; its handler keeps writing to the real stream."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if not isinstance(stream, _StreamGuard):
+            setattr(sys, name, _StreamGuard(stream, name))
+
+
 # --- wiring ---------------------------------------------------------------------------------------
 
 
@@ -309,7 +380,8 @@ def install(
     _add_secrets(secrets)
     _current_fmt = fmt
 
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    target = stream if stream is not None else sys.stderr
+    handler = logging.StreamHandler(target.target if isinstance(target, _StreamGuard) else target)
     handler.setFormatter(_formatter(fmt))
     handler.addFilter(ContextFilter())
     setattr(handler, _HANDLER_MARK, True)

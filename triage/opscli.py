@@ -106,9 +106,9 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
 
 
 def _event_line(e: dict[str, Any]) -> str:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    at = datetime.fromtimestamp(e["at"], timezone.utc).strftime("%H:%M:%S")
+    at = datetime.fromisoformat(e["at"]).strftime("%H:%M:%S")
     return f"{at}  {e['level']:<7}  {e['type']:<18}  {e['message']}"
 
 

@@ -48,7 +48,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, DecodeError, NewConnectionError, ProtocolError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
-from triage import ledger
+from triage import instrument, ledger
 from triage.config import ParadimeSettings
 from triage.errors import UpstreamError
 from triage.ledger import Service
@@ -154,6 +154,7 @@ class ParadimeClient:
     def _mutation_session(self) -> requests.Session:
         return self._session(mutation=True)
 
+    @instrument.upstream("paradime")
     def _post(self, operation: str, query: str, variables: dict[str, Any], *, mutation: bool) -> dict[str, Any]:
         attempts = self.settings.max_attempts
         for attempt in range(1, attempts + 1):
@@ -272,6 +273,7 @@ class ParadimeClient:
             return None
         return url
 
+    @instrument.upstream("artifacts")
     def download(self, url: str, max_bytes: int) -> bytes:
         """GET a pre-signed artifact URL whole (no credentials), refusing bodies over ``max_bytes``;
         timeouts, connection errors, 5xx and 429 are tried again (bounded)."""

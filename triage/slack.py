@@ -24,7 +24,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, ServerErrorRetryHandler
 from slack_sdk.webhook import WebhookClient
 
-from triage import keyspace, ledger
+from triage import instrument, keyspace, ledger
 from triage.config import SlackSettings
 from triage.errors import UpstreamError
 from triage.ledger import Service
@@ -140,6 +140,7 @@ class SlackNotifier:
     def threads(self) -> bool:
         return self.mode == "api"
 
+    @instrument.upstream("slack")
     def post(self, message: SlackMessage, thread_ts: str | None = None, channel: str | None = None,
              message_id: str | None = None) -> Posted:
         """Post once; in bot mode the message carries ``message_id`` in its metadata, so that a later
@@ -171,6 +172,7 @@ class SlackNotifier:
         log.info("slack (not configured): %s", message.text)
         return Posted(channel="log", ts=None)
 
+    @instrument.upstream("slack")
     def find(self, channel: str, message_id: str, since: float, thread_ts: str | None = None) -> Posted | None:
         """The message posted with ``message_id`` since ``since`` (epoch seconds), if Slack has it.
 
@@ -193,6 +195,7 @@ class SlackNotifier:
                 return Posted(channel=channel, ts=msg.get("ts"))
         return None
 
+    @instrument.upstream("slack")
     def update(self, channel: str, ts: str, message: SlackMessage) -> None:
         if self._web is None:
             return

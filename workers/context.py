@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from rq import Queue
 
-from triage import broker, ledger
+from triage import broker, ledger, metrics
 from triage.classify import RuleSet
 from triage.config import Settings, load_settings, require_worker
 from triage.history import History
@@ -33,6 +33,7 @@ def build(settings: Settings) -> Context:
     """The context of a worker whose settings ``require_worker`` accepted."""
     redis = broker.connect(settings.redis_url)
     ledger.install(book := Ledger(redis, settings.ledger))  # the clients record their calls in it
+    metrics.install(redis)  # counted in Redis, shared by every worker (triage.metrics)
     return Context(
         ledger=book,
         history=History(redis, settings.retention.node_history_seconds, settings.retention.max_nodes),

@@ -23,7 +23,7 @@ from typing import Any
 
 from rq import Retry
 
-from triage import broker, logs
+from triage import broker, instrument, logs
 from triage.errors import UpstreamError
 from triage.incidents import Storms
 from triage.ledger import EventType
@@ -45,6 +45,7 @@ POST_CLAIM_SECONDS = 90
 ORDER_PATIENCE = 60
 
 
+@instrument.delivery
 def deliver(op: dict[str, Any], tries: int = 0) -> dict[str, Any]:
     """RQ entry point (queue ``slack``): send one message, update or incident refresh."""
     ctx = context.current()

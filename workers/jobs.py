@@ -22,7 +22,7 @@ from rq import Callback, Retry
 from rq.exceptions import AbandonedJobError
 from rq.job import Job, get_current_job
 
-from triage import broker, logs, pauses, schedules
+from triage import broker, instrument, logs, pauses, schedules
 from triage.decide import decide
 from triage.errors import UpstreamError
 from triage.evidence import ArtifactsNotReady, gather
@@ -152,6 +152,7 @@ def _resolve_run_id(ctx: Context, ev: WebhookEvent) -> int:
     raise UpstreamError(f"cannot resolve the run id: {last}", retryable=False)
 
 
+@instrument.triage
 def _triage(ctx: Context, triage_id: str, ev: WebhookEvent, check: int) -> dict[str, Any]:
     run_id = ev.run_id if ev.run_id is not None else _resolve_run_id(ctx, ev)
     if ev.run_id is None:
@@ -311,6 +312,7 @@ def _recovered(ctx: Context, run_id: int, link: ChainLink) -> dict[str, Any]:
             "flaky_nodes": nodes}
 
 
+@instrument.dead_letter
 def _give_up(ctx: Context, triage_id: str, ev: WebhookEvent, reason: str) -> None:
     """No attempt left: dead-letter the triage and tell Slack, once (the note is claimed by key)."""
     log.error("giving up: %s", reason)
@@ -333,6 +335,7 @@ def _give_up(ctx: Context, triage_id: str, ev: WebhookEvent, reason: str) -> Non
 # --- retry -------------------------------------------------------------------------------------
 
 
+@instrument.retry
 def perform_retry(triage_id: str, run_id: int, origin: int, attempt: int, action: str,
                   schedule_name: str | None) -> dict[str, Any]:
     """Send ``retryBoltRun`` (or ``triggerBoltRun``) for ``run_id`` — at most once, whatever happens.
@@ -457,6 +460,7 @@ def _interrupted(ctx: Context, triage_id: str, run_id: int, story: Story) -> Non
     ctx.store.advance(triage_id, TriageStatus.DONE, outcome="retry_unknown", finished_at=time.time())
 
 
+@instrument.retry_failed
 def retry_failed(job: Job, connection: Any, exc_type: type, exc: BaseException, tb: Any) -> None:
     """RQ's failure callback for ``perform_retry`` (its worker died, or it raised with no try left)."""
     triage_id, run_id, origin = job.args[0], job.args[1], job.args[2]

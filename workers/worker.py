@@ -143,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError) as exc:  # logs.install: ValueError naming LOG_LEVEL / LOG_FORMAT
         print(f"bolt-triage worker: configuration error: {exc}", file=sys.stderr)
         return 2
+    logs.guard_std_streams()  # from here on, text printed outside logging (a child's traceback) is logged too
     logging.getLogger("rq.worker").addFilter(GaveUpInOneLine())
     for warning in warnings:
         log.warning("%s", warning)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.faults.harness import children
 from tests.test_pipeline import LOCK, MISSING, dbt_run, failed_run, story
 
 pytestmark = pytest.mark.slow
@@ -53,7 +54,7 @@ class Workers:
         """The pid of the worker's work horse (RQ forks it into a process group of its own)."""
         deadline = time.time() + timeout
         while time.time() < deadline:
-            for pid in _children(proc.pid):
+            for pid in children(proc.pid):
                 if os.getpgid(pid) == pid:
                     return pid
             time.sleep(0.05)
@@ -61,7 +62,7 @@ class Workers:
 
     def kill_whole(self, proc: subprocess.Popen) -> None:
         """SIGKILL the worker, its scheduler and its horse, as a container runtime does."""
-        horses = [pid for pid in _children(proc.pid) if os.getpgid(pid) == pid]
+        horses = [pid for pid in children(proc.pid) if os.getpgid(pid) == pid]
         os.killpg(proc.pid, signal.SIGKILL)
         for pid in horses:
             os.killpg(pid, signal.SIGKILL)
@@ -91,19 +92,6 @@ class Workers:
                 proc.wait(20)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return found
 
 
 @pytest.fixture

@@ -107,7 +107,7 @@ TRIAGE = {"type": "object", "required": ["id", "status", "execution_trace"], "pr
 EVENT = {"type": "object", "required": ["id", "triage_id", "type", "level", "message", "data", "at"],
          "properties": {"id": _STR, "triage_id": _STR, "type": {"type": "string", "enum": [e.value for e in EventType]},
                         "level": {"type": "string", "enum": [v.value for v in Level]}, "message": _STR,
-                        "data": _OBJ, "at": {"type": "number"}}}
+                        "data": _OBJ, "at": _TIME}}
 _REF = {"Triage": {"$ref": "#/components/schemas/Triage"}, "Event": {"$ref": "#/components/schemas/Event"}}
 #: Answers with a known shape (the others are documented by their summary).
 ANSWERS: dict[tuple[str, str], dict[str, Any]] = {
