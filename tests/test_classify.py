@@ -274,6 +274,7 @@ def test_result_carries_rule_excerpt_source_and_retries() -> None:
         excerpt="ERROR: lock wait exceeded",
         source="log",
         max_retries=2,
+        evidence="phrase",
     )
 
 
@@ -662,3 +663,18 @@ def test_a_huge_message_is_judged_on_its_head_and_its_tail_only():
     assert len(_bounded(filler)) <= MAX_CLASSIFIED_CHARS + 3
     assert classify(error + filler, adapter="snowflake", rules=rules).verdict == "deterministic"
     assert classify(filler + error, adapter="snowflake", rules=rules).verdict == "deterministic"
+
+
+def test_a_catch_all_sqlstate_does_not_outrank_the_vendor_number() -> None:
+    """Microsoft's ODBC driver reports 42000 for most SQL Server errors; the native number decides.
+    A deterministic HTTP status inside a connector's own number still wins (a 403 stays a 403)."""
+    rules = RuleSet.load()
+    conflict = ("('42000', \"[42000] [Microsoft][ODBC Driver 18 for SQL Server][SQL Server]Snapshot isolation "
+                "transaction aborted due to update conflict. (3960) (SQLExecDirectW)\")")
+    result = classify(conflict, adapter="sqlserver", rules=rules)
+    assert (result.verdict, result.rule) == ("transient", "sqlserver_code_transient")
+    syntax = ("('42000', \"[42000] [Microsoft][ODBC Driver 18 for SQL Server][SQL Server]Incorrect syntax near "
+              "'x'. (102)\")")
+    assert classify(syntax, adapter="sqlserver", rules=rules).verdict == "deterministic"
+    forbidden = "'sqlState': '08001', 'errorCode': 250003, 'exceptionMessage': '000403: 403: HTTP 403: Forbidden'"
+    assert classify(forbidden, adapter="snowflake", rules=rules).verdict == "deterministic"

@@ -77,3 +77,13 @@ def test_every_code_table_entry_names_its_source() -> None:
     rules = RuleSet.load().rules
     assert [r.name for r in rules if r.kind is not None and not r.source] == []
     assert sum(1 for r in rules if r.kind is not None) >= 50
+
+
+def test_synapse_six_digit_numbers_are_sql_server_codes() -> None:
+    """Synapse numbers its own errors with six digits (104455, 103010); pyodbc and SSMS print them the same way."""
+    from triage.codes import CodeKind, extract
+
+    pyodbc = "[SQL Server]USE statement is not supported to switch between databases. (104455) (SQLExecDirectW)')"
+    ssms = "Msg 103010, Level 16, State 1, Line 12\nParse error at line: 528"
+    assert [c.value for c in extract(pyodbc, frozenset({CodeKind.SQLSERVER}))] == ["104455"]
+    assert [c.value for c in extract(ssms, frozenset({CodeKind.SQLSERVER}))] == ["103010"]

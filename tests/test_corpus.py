@@ -52,10 +52,12 @@ def test_every_adapter_family_is_covered():
 # --------------------------------------------------------------------------- generalisation, measured
 
 #: Measured on the held-out part (``triage.evaluate.part_of``), which rules are never tuned against.
-#: The issue's targets are 90 % / 85 % / 10 % / 0; these floors are what the shipped rules reach today,
-#: so that a change that makes generalisation worse fails here. Raise them as the rules improve.
-HELD_OUT_FLOORS = {"retryable_recall": 0.82, "deterministic_recall": 0.71, "unknown_share": 0.175,
-                   "retried_more_than_once": 2}
+#: The issue's targets are 90 % / 85 % / 10 % / 0; these floors are what the shipped rules reach today
+#: (129 held-out messages: 55/62 retryable, 52/67 deterministic, 13 unknown, none retried twice), so that
+#: a change that makes generalisation worse fails here. Raise them as the rules improve. The "retried
+#: more than once" bar is the issue's own: ``triage.decide.retry_cap`` gives weak evidence one retry.
+HELD_OUT_FLOORS = {"retryable_recall": 0.887, "deterministic_recall": 0.776, "unknown_share": 0.101,
+                   "retried_more_than_once": 0}
 
 
 def _score(part: str):

@@ -221,3 +221,28 @@ def test_slack_says_what_history_showed() -> None:
 
     status, sentence = verdict_line(run(ev), 0, evidence=ev)
     assert status == "retrying" and "one retry only: this may be the load or the query itself" in sentence
+
+
+# --------------------------------------------------------------------------- retry caps by evidence
+
+
+def _cls(verdict: str, evidence: str, max_retries: int | None = None) -> Classification:
+    return Classification(verdict, "connection", "r", max_retries=max_retries, evidence=evidence)
+
+
+def test_weak_evidence_gets_one_retry_a_vendor_code_its_rule_cap() -> None:
+    from triage.decide import retry_cap
+
+    assert retry_cap(_cls("transient", "vendor_code")) is None  # the chain's budget
+    assert retry_cap(_cls("transient", "vendor_code", 2)) == 2
+    assert retry_cap(_cls("transient", "generic_code")) == 1  # an HTTP 503, a bare SQLSTATE
+    assert retry_cap(_cls("transient", "phrase", 2)) == 1
+    assert retry_cap(_cls("transient", "phrase", 0)) == 0
+    assert retry_cap(_cls("conditional", "vendor_code")) == 1
+
+
+def test_a_transient_phrase_that_failed_its_one_retry_is_given_up() -> None:
+    f = Failure(1, "dbt run", "connection reset by peer", _cls("transient", "phrase"), node="model.p.m")
+    d = run(evidence(f), attempts=1)
+    assert (d.action, d.code) == ("none", Reason.RULE_CAP)
+    assert run(evidence(f), attempts=0).action == "retry"

@@ -31,12 +31,21 @@ def test_eval_on_the_shared_corpus_meets_the_bars():
 
 
 def test_eval_fails_when_a_rule_would_retry_a_deterministic_message(tmp_path):
+    """A vendor-code rule keeps the chain's full budget, so a wrong one retries a deterministic failure
+    again and again; a phrase gets one retry at most (triage.decide.retry_cap), so it does not fail eval."""
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text('{"id": "a", "message": "Failure: ZZZ_FROBNICATED in model x", "label": "deterministic"}\n')
     bad = tmp_path / "bad.yaml"
-    bad.write_text("rules:\n  - name: dbt_data_test_failed\n    pattern: 'Got \\d+ results?'\n"
+    bad.write_text("rules:\n  - name: zzz_vendor\n    kind: name\n    codes: [ZZZ_FROBNICATED]\n"
                    "    verdict: transient\n    category: timeout\n")
-    proc = triage("eval", CORPUS, "--rules", REPO / "triage" / "defaults" / "rules.yaml", "--rules", bad)
+    proc = triage("eval", corpus, "--rules", REPO / "triage" / "defaults" / "rules.yaml", "--rules", bad)
     assert proc.returncode == 1
     assert "would be retried" in proc.stderr
+    bad.write_text("rules:\n  - name: zzz_phrase\n    pattern: 'ZZZ_FROBNICATED'\n"
+                   "    verdict: transient\n    category: timeout\n")
+    proc = triage("eval", corpus, "--rules", REPO / "triage" / "defaults" / "rules.yaml", "--rules", bad)
+    assert proc.returncode == 0, proc.stderr
+    assert "retried once (capped at one retry): 1" in proc.stdout
 
 
 def test_eval_reports_a_malformed_corpus_line(tmp_path):

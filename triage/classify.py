@@ -11,7 +11,9 @@ and wrapper; phrases cover what carries no code.
 Precedence (``_rank``)
     1. Deterministic evidence beats everything else in the same message. A message that shows a
        lock wait *and* a syntax error fails again once the lock clears: retrying it burns warehouse
-       money and hides the real bug, so one deterministic match is enough to refuse the retry.
+       money and hides the real bug, so one deterministic match is enough to refuse the retry. The
+       exception: a SQLSTATE alone does not outrank a vendor's own code (drivers put catch-all states
+       such as Microsoft ODBC's 42000 on errors whose native number is retryable; see ``_rank``).
     2. Then a vendor's own code or class beats a generic SQLSTATE or HTTP status, which beats a
        phrase: ``000625 (57014)`` is Snowflake's lock-waiters error, not any cancelled query.
     3. Then the more cautious verdict: conditional (one retry at most) beats transient.
@@ -267,10 +269,21 @@ _GENERIC_KINDS = frozenset({CodeKind.SQLSTATE, CodeKind.HTTP})
 def _rank(rule: Rule, index: int) -> tuple[int, int, int, int]:
     """Lower wins. Deterministic evidence first, whatever else matched (a wrong retry costs money);
     then a vendor-specific code, a generic code (SQLSTATE, HTTP), a phrase; then the more cautious
-    verdict (conditional before transient); then file order."""
+    verdict (conditional before transient); then file order.
+
+    One exception to "deterministic first": a deterministic verdict that rests on a SQLSTATE only does
+    not beat a vendor's own code for the same message. Drivers put catch-all states on messages whose
+    vendor number says more: Microsoft's ODBC driver reports
+    SQLSTATE 42000 ("syntax error or access violation") for most SQL Server errors, including the
+    snapshot-isolation conflicts 3960/3961 that SqlClient and EF Core retry. A vendor code that is
+    itself deterministic, a deterministic phrase or HTTP status (a 403 inside a connector's own error
+    number is still a 403), still beats everything."""
     tier = 2 if rule.kind is None else (1 if rule.kind in _GENERIC_KINDS else 0)
-    deterministic = 0 if rule.verdict == "deterministic" else 1
-    return (deterministic, tier, SEVERITY[rule.verdict], index)
+    # 0: deterministic (vendor code, phrase, HTTP); 1: a vendor's retryable code; 2: deterministic from a
+    # SQLSTATE; 3: any other retryable evidence.
+    primary = ((2 if rule.kind is CodeKind.SQLSTATE else 0) if rule.verdict == "deterministic"
+               else (1 if tier == 0 else 3))
+    return (primary, tier, SEVERITY[rule.verdict], index)
 
 
 def classify_node(
@@ -340,7 +353,20 @@ def _classification(rule: Rule, hit: tuple[str, int, int, str | None], source: s
         code=code or _first_code(text),
         reference=rule.source,
         limit=configured_limit(text) if rule.verdict in ("conditional", "transient") else None,
+        evidence=evidence_of(rule),
     )
+
+
+def evidence_of(rule: Rule) -> str:
+    """``vendor_code``, ``generic_code`` (SQLSTATE, HTTP status) or ``phrase``: what a verdict rests on.
+
+    A vendor's own number or class names one failure; a SQLSTATE class or an HTTP status is shared by
+    many failures (a 503 from a proxy in front of a wrong host, 08001 for a wrong host name), and a
+    phrase may sit in a message whose real error is elsewhere. triage.decide.retry_cap budgets by it.
+    """
+    if rule.kind is None:
+        return "phrase"
+    return "generic_code" if rule.kind in _GENERIC_KINDS else "vendor_code"
 
 
 def _first_code(text: str) -> str | None:

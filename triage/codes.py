@@ -36,7 +36,9 @@ class CodeKind(str, Enum):
         return self.value
 
 
-_SQLSTATE = r"([0-9][0-9A-Z]{4}|HY[0-9A-Z]{3}|IM[0-9]{3})"
+#: Five characters with at least one digit: 40001, 42P01, HY000, P0001, XX000, F0000 (classes may start with a
+#: letter; the digit keeps a bracketed word such as [ERROR] from passing for one).
+_SQLSTATE = r"((?=[A-Z]{0,4}[0-9])[0-9A-Z]{5})"
 _EXTRACTORS: dict[CodeKind, tuple[re.Pattern[str], ...]] = {
     CodeKind.SQLSTATE: (
         re.compile(r"(?i)\bSQL[ _-]?STATE\b[\s:=\[\(\"']*" + _SQLSTATE + r"\b"),
@@ -52,8 +54,8 @@ _EXTRACTORS: dict[CodeKind, tuple[re.Pattern[str], ...]] = {
         re.compile(r"(?i)\b(?:error ?code|errno|code)[\s:=\"']+(\d{6})\b"),
     ),
     CodeKind.SQLSERVER: (
-        re.compile(r"\((\d{2,5})\)\s*\(SQL\w+\)"),  # pyodbc: ... (1205) (SQLExecDirectW)
-        re.compile(r"(?i)\bMsg (\d{2,5}), Level \d+"),
+        re.compile(r"\((\d{2,6})\)\s*\(SQL\w+\)"),  # pyodbc: ... (1205) (SQLExecDirectW); Synapse: (104455)
+        re.compile(r"(?i)\bMsg (\d{2,6}), Level \d+"),
         re.compile(r"(?i)\b(?:SQL Server|Azure SQL|Synapse|Fabric)\b[^\n]{0,80}?"
                    r"\berror (?:number |code )?:?\s*(\d{3,5})\b"),
         re.compile(r"(?i)\b(?:Error Number|ErrorCode|Error code|SqlError Number)[\s:=]+(\d{2,5})\b"),
@@ -62,7 +64,7 @@ _EXTRACTORS: dict[CodeKind, tuple[re.Pattern[str], ...]] = {
         re.compile(r"(?m)^\s*(4\d{4}|1092[89]): (?=[A-Z])"),  # Azure docs' form: 40552: The session has ...
     ),
     CodeKind.MYSQL: (
-        re.compile(r"\((\d{4}), ?[\"']"),  # PyMySQL / mysqlclient: (1213, 'Deadlock found ...')
+        re.compile(r"\((\d{4}), ?[ub]?[\"']"),  # PyMySQL / mysqlclient: (1213, 'Deadlock ...'); Python 2: u'...'
         re.compile(r"\bERROR (\d{4}) \([0-9A-Z]{5}\)"),  # mysql CLI: ERROR 1205 (HY000): ...
         re.compile(r"(?<![\d(])(\d{4}) \([0-9A-Z]{5}\):"),  # mysql-connector: 1205 (HY000): ...
         re.compile(r"(?i)\bError (?:Code|number)?:? ?(\d{4})\b[^\n]{0,3}[.:]"),  # Error Code: 1213. / Error 1205:

@@ -16,9 +16,10 @@ most useful one for a human:
    b. the node failed the same way in the schedule's previous run and was not recovered; a timeout or
       memory error naming a configured limit is then deterministic (the query needs more than the limit);
 6. the chain's retry budget (``retry.max_attempts``) is spent → gave up;
-7. a rule caps the retries its failure deserves (``max_retries``; conditional: 1) and the cap is reached
-   → gave up; a failed node was retried ``retry.give_up_after_unrecovered`` times and never recovered
-   → gave up (its "transient" failure is not going away by itself);
+7. a failure's retry cap (``retry_cap``: the rule's ``max_retries``; conditional: 1; a transient verdict
+   that rests on a generic code or a phrase only: 1) is reached → gave up; a failed node was retried
+   ``retry.give_up_after_unrecovered`` times and never recovered → gave up
+   (its "transient" failure is not going away by itself);
 8. only infrastructure commands (git clone, dbt deps) failed → trigger the schedule again
    (``retryBoltRun`` refuses such runs), which needs the schedule name;
 9. otherwise → ``retryBoltRun`` (reason CONDITIONAL when a conditional failure is among them).
@@ -30,7 +31,39 @@ from collections import Counter
 
 from triage.config import RetryPolicy
 from triage.history import NodeHistory, signature
-from triage.models import Decision, Evidence, Failure, Reason
+from triage.models import Classification, Decision, Evidence, Failure, Reason
+
+#: The most retries a transient verdict gets when it rests on a generic code (an HTTP status, a bare
+#: SQLSTATE) or on a phrase alone, however large ``retry.max_attempts`` is. See ``retry_cap``.
+WEAK_EVIDENCE_RETRIES = 1
+
+
+def retry_cap(classification: Classification) -> int | None:
+    """The most automatic retries this failure deserves (None: only the chain's budget limits it).
+
+    The cost model: a retry of a transient failure costs one more run; a retry of a deterministic failure
+    misread as transient costs a run *each time*, and hides the real bug for as long. How sure a verdict
+    is depends on what it rests on (``Classification.evidence``):
+
+    * a **vendor's own code** (Snowflake ``000625``, SQL Server ``1205``, ClickHouse ``202``, a Databricks
+      ``DELTA_CONCURRENT_*`` class, a BigQuery reason) names exactly one failure, and the vendor or its
+      connector says it is retryable: the rule's cap (``max_retries``) or the chain's full budget;
+    * a **generic code** (an HTTP ``503``, SQLSTATE ``08001``) is shared by failures of every kind: a 503
+      from a proxy in front of a host that is gone, 08001 for a host name that is wrong;
+    * a **phrase** alone ("connection reset", "timed out") may sit in a message whose real error is
+      elsewhere, or be a symptom of a configuration that will not change by itself.
+
+    Generic codes and phrases therefore get at most ``WEAK_EVIDENCE_RETRIES`` (one), like a conditional
+    verdict: if the failure was a blip, one retry recovers it; if it was not, it fails the same way once
+    and is given up, so a deterministic failure misread from weak evidence is never retried twice.
+    A deterministic or unknown verdict is not retried at all (checks 2 and 3), whatever its cap.
+    """
+    if classification.verdict == "conditional":
+        return 1
+    cap = classification.max_retries
+    if classification.verdict == "transient" and classification.evidence in ("generic_code", "phrase"):
+        return WEAK_EVIDENCE_RETRIES if cap is None else min(cap, WEAK_EVIDENCE_RETRIES)
+    return cap
 
 
 def _plural(n: int, word: str) -> str:
@@ -111,7 +144,7 @@ def decide(evidence: Evidence, attempts_used: int, policy: RetryPolicy, schedule
     if attempts_used >= policy.max_attempts:
         return Decision("none", f"retry budget spent: {_plural(attempts_used, 'automatic retry')} already made "
                                 f"(retry.max_attempts: {policy.max_attempts})", code=Reason.BUDGET_SPENT)
-    caps = [f.classification.max_retries for f in failures if f.classification.max_retries is not None]
+    caps = [cap for f in failures if (cap := retry_cap(f.classification)) is not None]
     if caps and attempt > min(caps):
         capped = min(caps)
         return Decision("none", f"this kind of failure is worth only {_plural(capped, 'retry')}, "

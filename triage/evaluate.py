@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from triage.classify import RuleSet, classify
+from triage.decide import retry_cap
 from triage.errors import ConfigError
 from triage.models import Classification
 
@@ -105,9 +106,10 @@ class Score:
 
     @property
     def unsafe(self) -> list[tuple[Entry, Classification]]:
-        """Deterministic messages that would be retried more than once (classified transient, no cap of 1)."""
-        return [(e, c) for e, c in self.results if e.label == "deterministic" and c.verdict == "transient"
-                and (c.max_retries is None or c.max_retries > 1)]
+        """Deterministic messages that would be retried more than once: classified retryable and allowed
+        more than one retry by ``triage.decide.retry_cap`` (the same cap the decision applies)."""
+        return [(e, c) for e, c in self.results if e.label == "deterministic" and c.verdict in RETRYABLE
+                and ((cap := retry_cap(c)) is None or cap > 1)]
 
     @property
     def retried_once(self) -> list[tuple[Entry, Classification]]:
@@ -119,7 +121,7 @@ class Score:
     def uncapped_conditional(self) -> list[tuple[Entry, Classification]]:
         """Conditional messages recognised as transient but allowed more than one retry."""
         return [(e, c) for e, c in self.results
-                if e.label == "conditional" and c.verdict == "transient" and (c.max_retries or 99) > 1]
+                if e.label == "conditional" and c.verdict == "transient" and (retry_cap(c) or 99) > 1]
 
 
 def load_corpus(path: str | Path) -> list[Entry]:
@@ -170,7 +172,7 @@ def _figures(score: Score, title: str) -> list[str]:
     lines.append(f"  deterministic precision      {p:6.1%} ({hit}/{n})")
     lines.append(f"  unknown                      {score.unknown_share:6.1%}")
     lines.append(f"  deterministic retried more than once: {len(score.unsafe)}; "
-                 f"retried once (conditional): {len(score.retried_once)}")
+                 f"retried once (capped at one retry): {len(score.retried_once)}")
     return lines
 
 

@@ -80,6 +80,10 @@ class Classification:
     code: str | None = None  # the machine code found, e.g. "sqlstate:40001", "clickhouse:202"
     reference: str = ""  # where the rule's meaning comes from: a vendor page or a connector file
     limit: str | None = None  # a configured limit the message names (statement_timeout, max_execution_time)
+    #: What the verdict rests on: "vendor_code" (a vendor's own number or error class), "generic_code" (a
+    #: SQLSTATE or an HTTP status, shared by every vendor), "phrase" (wording alone), "" (not from a rule).
+    #: triage.decide.retry_cap gives generic codes and phrases a smaller retry budget.
+    evidence: str = ""
 
 
 @dataclass(frozen=True)
