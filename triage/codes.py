@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import Enum
+
+from triage.enums import TextEnum
 
 
-class CodeKind(str, Enum):
+class CodeKind(TextEnum):
     """The code families a rule may list (``kind:`` in the rules file)."""
 
     SQLSTATE = "sqlstate"  # 5 characters, ISO/ANSI SQL and ODBC: 40001, 57014, 08S01, HY000
@@ -31,9 +32,6 @@ class CodeKind(str, Enum):
     HTTP = "http"  # HTTP status codes: 429, 503
     FUSION = "fusion"  # dbt Fusion: dbt1308
     NAME = "name"  # identifiers: BigQuery reasons, Databricks/Spark error classes, Trino names, exception names
-
-    def __str__(self) -> str:
-        return self.value
 
 
 #: Five characters with at least one digit: 40001, 42P01, HY000, P0001, XX000, F0000 (classes may start with a

@@ -12,7 +12,6 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from enum import Enum
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -20,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 import yaml
 
 from triage.classify import SafeLoader  # one choice of YAML loader (libyaml's when built) for every file
+from triage.enums import TextEnum
 from triage.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -108,15 +108,12 @@ def from_policy(cls: type, doc: Mapping[str, Any], **others: Any) -> Any:
     return cls(**values, **others)
 
 
-class Verification(str, Enum):
+class Verification(TextEnum):
     """How the web process tells a real Paradime delivery from a forged one (``triage.verify``)."""
 
     SIGNATURE = "signature"
     TOKEN = "token"
     NONE = "none"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)
@@ -280,14 +277,11 @@ class SlackSettings:
         return "log"
 
 
-class MetricsAuth(str, Enum):
+class MetricsAuth(TextEnum):
     """Who may read ``GET /metrics``: anyone who reaches the web port, or holders of a token."""
 
     OPEN = "open"
     TOKEN = "token"  # Authorization: Bearer <TRIAGE_READ_TOKEN or TRIAGE_ADMIN_TOKEN>
-
-    def __str__(self) -> str:
-        return self.value
 
 
 def _metrics_auth(value: Any, name: str) -> MetricsAuth:

@@ -33,7 +33,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from enum import Enum
 from typing import Any
 
 from redis import Redis
@@ -41,6 +40,7 @@ from redis.exceptions import RedisError
 
 from triage import keyspace, logs
 from triage.config import LedgerSettings
+from triage.enums import TextEnum
 from triage.models import Decision, Evidence
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ MAX_RUN_TRIAGES = 1000  # triages listed per run
 MAX_CHILDREN = 1000  # replays listed per triage
 
 
-class EventType(str, Enum):
+class EventType(TextEnum):
     """The steps of a triage, as the timeline names them."""
 
     RECEIVED = "received"
@@ -74,28 +74,19 @@ class EventType(str, Enum):
     REPLAYED = "replayed"
     IDEMPOTENCY_RESET = "idempotency_reset"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Level(str, Enum):
+class Level(TextEnum):
     INFO = "info"
     WARNING = "warning"
     ERROR = "error"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Service(str, Enum):
+class Service(TextEnum):
     """Where a call went: the trace adds up each one's time under its name."""
 
     PARADIME = "paradime"
     DOWNLOAD = "download"
     SLACK = "slack"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 def _iso(at: float) -> str:

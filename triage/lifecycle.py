@@ -27,18 +27,15 @@ A story's status may go from ``retrying`` back to ``retrying`` (the next attempt
 
 from __future__ import annotations
 
-from enum import Enum
+from triage.enums import TextEnum
 
 
 class IllegalTransition(ValueError):
     """A state change the model does not allow: a bug, or a stale job acting on a newer state."""
 
 
-class _States(str, Enum):
+class _States(TextEnum):
     """A state whose moves are listed in ``_MOVES_OF[its class]``."""
-
-    def __str__(self) -> str:
-        return self.value
 
     def can_move_to(self, other: _States) -> bool:
         return other in _MOVES_OF[type(self)][self]

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import Enum
+
+from triage.enums import TextEnum
 
 #: Bolt run states (Paradime SDK enum). STARTING and RUNNING are not terminal.
 TERMINAL_STATES = frozenset({"SUCCESS", "ERROR", "FAILED", "CANCELED", "SKIPPED"})
@@ -136,7 +137,7 @@ class Decision:
     detail: str = ""  # the reason's parameter worth a headline: the failures' categories for TRANSIENT
 
 
-class Reason(str, Enum):
+class Reason(TextEnum):
     """Why ``triage.decide`` decided as it did, one code per rule of its docstring."""
 
     CANCELED = "canceled"
@@ -155,9 +156,6 @@ class Reason(str, Enum):
     LIMIT_REPEATED = "limit_repeated"  # a configured limit (timeout, memory) hit again: deterministic now
     SAME_ERROR_HISTORY = "same_error_history"  # same node, same error in the last K runs, never recovered
     PAUSED = "paused"  # a retry was due, but an operator paused automatic retries (triage.pauses)
-
-    def __str__(self) -> str:
-        return self.value
 
 
 def evidence_from_dict(d: dict) -> Evidence:

@@ -31,6 +31,7 @@ from redis.exceptions import WatchError
 
 from triage import keyspace
 from triage.config import Retention
+from triage.enums import TextEnum
 from triage.lifecycle import IllegalTransition, TriageStatus
 
 log = logging.getLogger(__name__)
@@ -347,15 +348,12 @@ class Store:
 # --- the retry mutation: claimed before it is sent, its outcome recorded after -----------------------
 
 
-class RetryOutcome(str, Enum):
+class RetryOutcome(TextEnum):
     CLAIMED = "claimed"  # a sender holds it: sending now, or stopped before recording what happened
     ISSUED = "issued"  # Paradime started a new run
     REFUSED = "refused"  # Paradime answered no: never sent again
     UNKNOWN = "unknown"  # no clear answer, or the sender stopped in between: a human must look
     CANCELED = "canceled"  # an operator canceled the scheduled retry first: never sent
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)
@@ -438,14 +436,11 @@ class RetryGuard:
 # --- Slack posts: one per message id, replies in the order of their events ---------------------------
 
 
-class PostStatus(str, Enum):
+class PostStatus(TextEnum):
     SENDING = "pending"  # claimed by a delivery ("pending:<time>"); taken over after the sending window
     FAILED = "failed"  # its last try failed: a later try may claim it
     FOLDED = "folded"  # not posted: an incident message tells it
     POSTED = "posted"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class Claim(int, Enum):

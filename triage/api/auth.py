@@ -16,12 +16,13 @@ import hmac
 import logging
 import re
 import uuid
-from enum import Enum
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from redis.exceptions import RedisError
 from werkzeug.exceptions import BadRequest
+
+from triage.enums import TextEnum
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-class Role(str, Enum):
+class Role(TextEnum):
     READ = "read"
     ADMIN = "admin"
 

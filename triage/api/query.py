@@ -19,6 +19,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from triage.api.auth import bad_request
+from triage.enums import TextEnum
 from triage.lifecycle import StoryStatus, TriageStatus
 from triage.store import Store
 
@@ -28,7 +29,7 @@ MAX_SCAN = 5000  # records looked at per request
 PAGE = 200
 
 
-class Verdict(str, Enum):
+class Verdict(TextEnum):
     """What became of a triaged run, as an on-call engineer asks it."""
 
     RETRYING = "retrying"
@@ -38,17 +39,11 @@ class Verdict(str, Enum):
     NEEDS_HUMAN = "needs_human"
     COULD_NOT_TRIAGE = "could_not_triage"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class TriggeredBy(str, Enum):
+class TriggeredBy(TextEnum):
     WEBHOOK = "webhook"
     REPLAY = "replay"
     RECHECK = "recheck"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 _CHAIN_END = {StoryStatus.RECOVERED: Verdict.RECOVERED, StoryStatus.GAVE_UP: Verdict.GAVE_UP,
