@@ -48,6 +48,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -225,6 +226,13 @@ class RuleSet:
         """The rule with this name, or None."""
         return next((rule for rule in self.rules if rule.name == name), None)
 
+    @cached_property
+    def by_precedence(self) -> tuple[Rule, ...]:
+        """The rules in the order ``classify`` tries them. A rule's rank (``_rank``) depends on the rule
+        and its place only, so the first rule that matches is the best one: the rest need not run."""
+        ranked = sorted(((_rank(rule, index), rule) for index, rule in enumerate(self.rules)), key=lambda p: p[0])
+        return tuple(rule for _, rule in ranked)
+
 
 def classify(
     message: str, *, adapter: str | None, rules: RuleSet, source: str = "run_results"
@@ -233,18 +241,9 @@ def classify(
     text = _bounded(message or "")
     family = normalize_adapter(adapter)
     found = _Codes(text)
-    best: tuple[tuple[int, int, int, int], Rule, tuple[str, int, int, str | None]] | None = None
-    for index, rule in enumerate(rules.rules):
-        if not rule.applies_to(family):
-            continue
-        hit = rule.find(found)
-        if hit is None:
-            continue
-        rank = _rank(rule, index)
-        if best is None or rank < best[0]:
-            best = (rank, rule, hit)
-    if best is not None:
-        return _classification(best[1], best[2], source)
+    for rule in rules.by_precedence:
+        if rule.applies_to(family) and (hit := rule.find(found)) is not None:
+            return _classification(rule, hit, source)
     return Classification(verdict="unknown", category="unknown", excerpt=error_block(text), source=source,
                           code=_first_code(text))
 
