@@ -88,10 +88,15 @@ def receive(path_token: str | None = None):
     description = f"triage {event.event_type} {event.dedup_key}"
 
     def enqueue(pipe, tid=triage_id, jid=job_id):
-        broker.enqueue_triage(queue, tid, event.to_dict(), jobs, job_id=jid, pipeline=pipe, description=description)
+        broker.enqueue_triage(queue, tid, record["event"], jobs, job_id=jid, pipeline=pipe, description=description)
+
+    def admitted(pipe):  # the job and the triage's first events: in admit's one round trip, all or nothing
+        enqueue(pipe)
+        ctx["ledger"].received(pipe, triage_id, event.run_id, f"{event.event_type} {event.dedup_key}",
+                               delivery_id=wid)
 
     try:
-        earlier = store.admit(event.dedup_key, wid[:200] if wid else None, triage_id, record, enqueue)
+        earlier = store.admit(event.dedup_key, wid[:200] if wid else None, triage_id, record, admitted)
         logs.tag(earlier or triage_id, event.run_id)  # the lines below are about this triage
         if earlier:
             again = store.get_triage(earlier) or {}
@@ -112,7 +117,6 @@ def receive(path_token: str | None = None):
         resp.headers["Retry-After"] = RETRY_AFTER_SECONDS
         return resp, status
 
-    ctx["ledger"].received(triage_id, event.run_id, f"{event.event_type} {event.dedup_key}", delivery_id=wid)
     log.info("triage %s queued for %s (event %s%s)", triage_id, event.dedup_key, event.event_type,
              ", inferred" if event.event_type_inferred else "")
     return jsonify(status="queued", triage_id=triage_id, event=event.event_type, run_id=event.run_id), 202

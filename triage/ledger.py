@@ -36,6 +36,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from redis import Redis
+from redis.client import Pipeline
 from redis.exceptions import RedisError
 
 from triage import keyspace, logs
@@ -168,30 +169,37 @@ class Ledger:
         """Append one event to a triage's timeline; its id, or None when it could not be written."""
         if not triage_id:
             return None
-        fields = {"type": str(kind), "level": str(level), "message": logs.redact(message)[:MAX_MESSAGE],
-                  "data": json.dumps(data, default=str), "at": repr(time.time())}
-        key = Keys.events(triage_id)
         try:
             pipe = self.redis.pipeline()
-            pipe.xadd(key, fields, maxlen=self.settings.max_events, approximate=False)
-            pipe.expire(key, self.settings.ttl_seconds)
-            if kind is EventType.STARTED:
-                pipe.hsetnx(Keys.trace(triage_id), "first_started_at", time.time())
-                pipe.expire(Keys.trace(triage_id), self.settings.ttl_seconds)
-            if kind is EventType.SLACK_POSTED:
-                pipe.hsetnx(Keys.trace(triage_id), "first_slack_at", time.time())
-                pipe.expire(Keys.trace(triage_id), self.settings.ttl_seconds)
+            self._add_event(pipe, triage_id, kind, message, level, data)
             return pipe.execute()[0].decode()
         except RedisError as exc:
             log.warning("ledger: could not record %s for %s: %s", kind, triage_id, exc.__class__.__name__)
             return None
 
-    def received(self, triage_id: str, run_id: int | None, what: str, triggered_by: str = "webhook",
-                 **data: Any) -> None:
-        """A new triage: its first two events, and its place in the run's index."""
-        self.record(triage_id, EventType.RECEIVED, f"{triggered_by}: {what}", triggered_by=triggered_by, **data)
-        self.record(triage_id, EventType.QUEUED, "triage job queued")
-        self.link_run(run_id, triage_id)
+    def _add_event(self, pipe: Pipeline, triage_id: str, kind: EventType, message: str, level: Level,
+                   data: dict[str, Any]) -> None:
+        """The commands that append one event (the first is the XADD, whose answer is the event id)."""
+        fields = {"type": str(kind), "level": str(level), "message": logs.redact(message)[:MAX_MESSAGE],
+                  "data": json.dumps(data, default=str), "at": repr(time.time())}
+        key = Keys.events(triage_id)
+        pipe.xadd(key, fields, maxlen=self.settings.max_events, approximate=False)
+        pipe.expire(key, self.settings.ttl_seconds)
+        first = {EventType.STARTED: "first_started_at", EventType.SLACK_POSTED: "first_slack_at"}.get(kind)
+        if first:
+            pipe.hsetnx(Keys.trace(triage_id), first, time.time())
+            pipe.expire(Keys.trace(triage_id), self.settings.ttl_seconds)
+
+    def received(self, pipe: Pipeline, triage_id: str, run_id: int | None, what: str,
+                 triggered_by: str = "webhook", **data: Any) -> None:
+        """A new triage: its first two events, and its place in the run's index, added to ``pipe``, the
+        pipeline that admits the triage (``Store.admit``'s ``enqueue``): written in the same round trip as
+        the triage and its job, all or nothing."""
+        self._add_event(pipe, triage_id, EventType.RECEIVED, f"{triggered_by}: {what}", Level.INFO,
+                        {"triggered_by": triggered_by, **data})
+        self._add_event(pipe, triage_id, EventType.QUEUED, "triage job queued", Level.INFO, {})
+        if run_id is not None:
+            self._add_run_link(pipe, run_id, triage_id)
 
     def evidence(self, triage_id: str, evidence: Evidence) -> None:
         """What the evidence gathering found: its notes (which artifact was used), then each failure's verdict."""
@@ -248,10 +256,13 @@ class Ledger:
             return
         with contextlib.suppress(RedisError):
             pipe = self.redis.pipeline()
-            pipe.zadd(Keys.run(run_id), {triage_id: time.time()}, nx=True)
-            pipe.zremrangebyrank(Keys.run(run_id), 0, -MAX_RUN_TRIAGES - 1)
-            pipe.expire(Keys.run(run_id), self.settings.ttl_seconds)
+            self._add_run_link(pipe, run_id, triage_id)
             pipe.execute()
+
+    def _add_run_link(self, pipe: Pipeline, run_id: int, triage_id: str) -> None:
+        pipe.zadd(Keys.run(run_id), {triage_id: time.time()}, nx=True)
+        pipe.zremrangebyrank(Keys.run(run_id), 0, -MAX_RUN_TRIAGES - 1)
+        pipe.expire(Keys.run(run_id), self.settings.ttl_seconds)
 
     def add_child(self, parent: str, child: str) -> None:
         pipe = self.redis.pipeline()

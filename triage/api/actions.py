@@ -80,9 +80,11 @@ def replay_one(parent_id: str) -> dict[str, Any]:
         record["evidence"] = parent["evidence"]
     queue, jobs = _queue(), _settings().jobs
 
-    def enqueue(pipe) -> None:
+    def enqueue(pipe) -> None:  # the job and the replay's first events, in the one transaction
         broker.enqueue_triage(queue, triage_id, event, jobs, job_id=job_id, pipeline=pipe,
                               description=f"replay of {parent_id}")
+        ledger().received(pipe, triage_id, run_id, f"replay of {parent_id}", triggered_by="replay",
+                          parent_triage_id=parent_id)
 
     def busy(owner: str) -> bool:
         state = store().triage_status(owner)
@@ -91,7 +93,6 @@ def replay_one(parent_id: str) -> dict[str, Any]:
     holder = store().admit_replay(triage_id, record, run_id, enqueue, busy)
     if holder is not None:
         raise _conflict(f"triage {holder} of run {run_id} is still in progress")
-    ledger().received(triage_id, run_id, f"replay of {parent_id}", triggered_by="replay", parent_triage_id=parent_id)
     ledger().add_child(parent_id, triage_id)
     ledger().record(parent_id, EventType.REPLAYED, f"replayed as {triage_id}", child=triage_id)
     return presenter().view(triage_id, store().get_triage(triage_id) or record)
