@@ -7,35 +7,17 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
-import time
 
 import requests
 
 from tests.api_fixtures import ADMIN, READ
 from tests.test_pipeline import MISSING, dbt_run, failed_run
-from tests.test_startup import CLI, env, free_port  # noqa: F401  (env: the fixture)
-
-
-def _start(environ: dict[str, str], cwd) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen([*CLI, "web", "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4"],
-                            env=environ, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            requests.get(f"{url}/healthz", timeout=1)
-            return proc, url
-        except requests.ConnectionError:
-            assert proc.poll() is None, proc.stdout.read()
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("gunicorn did not answer")
+from tests.test_startup import CLI, env, start_web  # noqa: F401  (env: the fixture)
 
 
 def test_api_under_gunicorn_with_a_worker_process(env, tmp_path, paradime, slack):  # noqa: F811
     env.update(TRIAGE_ADMIN_TOKEN=ADMIN, TRIAGE_READ_TOKEN=READ, LOG_LEVEL="debug")
-    proc, url = _start(env, tmp_path)
+    proc, url = start_web(env, tmp_path, "--workers", "2", "--threads", "4", timeout=30)
     try:
         paradime.webhook_target = f"{url}/webhooks/paradime"
         run_id = failed_run(paradime, dbt_run(MISSING))

@@ -84,12 +84,13 @@ def test_worker_waits_for_an_unreachable_redis_without_a_traceback(env, tmp_path
     assert "Traceback" not in err and "pw-secret" not in err
 
 
-def _start_web(env: dict[str, str], cwd: Path) -> tuple[subprocess.Popen, str]:
+def start_web(env: dict[str, str], cwd: Path, *options: str, timeout: float = 20) -> tuple[subprocess.Popen, str]:
+    """``triage web`` on a free port (``options``: gunicorn's, default one worker), once it answers."""
     port = free_port()
-    proc = subprocess.Popen([*CLI, "web", "--bind", f"127.0.0.1:{port}", "--workers", "1"], env=env, cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen([*CLI, "web", "--bind", f"127.0.0.1:{port}", *(options or ("--workers", "1"))],
+                            env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 20
+    deadline = time.time() + timeout
     while time.time() < deadline:
         try:
             requests.get(f"{url}/healthz", timeout=1)
@@ -103,7 +104,7 @@ def _start_web(env: dict[str, str], cwd: Path) -> tuple[subprocess.Popen, str]:
 
 def test_web_starts_with_redis_down_and_answers_503(env, tmp_path):
     env["REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"
-    proc, url = _start_web(env, tmp_path)
+    proc, url = start_web(env, tmp_path)
     try:
         assert requests.get(f"{url}/healthz", timeout=5).json() == {"status": "ok"}  # liveness: no Redis call
         ready = requests.get(f"{url}/readyz", timeout=10)
