@@ -154,11 +154,12 @@ def _resolve_run_id(ctx: Context, ev: WebhookEvent) -> int:
 
 @instrument.triage
 def _triage(ctx: Context, triage_id: str, ev: WebhookEvent, check: int) -> dict[str, Any]:
-    run_id = ev.run_id if ev.run_id is not None else _resolve_run_id(ctx, ev)
-    if ev.run_id is None:
-        ev = WebhookEvent(**{**ev.__dict__, "run_id": run_id})
-    ctx.store.save_triage(triage_id, run_id=run_id)
-    ctx.ledger.link_run(run_id, triage_id)
+    run_id = ev.run_id
+    if run_id is None:  # the body named no run: learnt from Paradime now, so recorded and indexed now
+        run_id = _resolve_run_id(ctx, ev)
+        ev = dataclasses.replace(ev, run_id=run_id)
+        ctx.store.save_triage(triage_id, run_id=run_id)
+        ctx.ledger.link_run(run_id, triage_id)
 
     link = ctx.store.link(run_id)
     if ev.event_type == STARTED:
