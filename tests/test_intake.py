@@ -190,3 +190,29 @@ def test_admit_is_one_round_trip_and_claims_once(redis, monkeypatch):
     assert store.admit("run:1:completed", "msg_2", "tr_b", {"status": "queued"}, enqueue("tr_b")) == "tr_a"
     assert queue.job_ids == ["triage-tr_0", "triage-tr_a"]
     assert store.get_triage("tr_a")["status"] == "queued" and store.get_triage("tr_b") is None
+
+
+def test_an_accepted_webhook_costs_one_redis_round_trip_its_count_included(service_env, redis, monkeypatch):
+    """Issue 12: claim, record, job, first ledger events and the ``webhooks_total`` count are one
+    packet to Redis and one answer. Counted at the connection: every round trip is one send."""
+    from redis.connection import Connection
+
+    from triage import metrics
+
+    app = create_app(load_settings())
+    client = app.test_client()
+
+    def deliver(n: int):
+        raw = json.dumps({**BODY, "run_id": n}).encode()
+        return client.post("/webhooks/paradime", data=raw, headers=signed_headers(WEBHOOK_SECRET, raw, f"msg_{n}"))
+
+    assert deliver(9001).status_code == 202  # the first loads the script and lets RQ ask the server's version
+    sends = []
+    real = Connection.send_packed_command
+    monkeypatch.setattr(Connection, "send_packed_command",
+                        lambda self, *a, **kw: sends.append(1) or real(self, *a, **kw))
+    assert deliver(9002).status_code == 202
+    assert len(sends) == 1
+    assert deliver(9002).status_code == 200  # a duplicate: the claim is read, then counted on its own
+    counts = redis.hgetall(metrics.WEBHOOKS.key)
+    assert counts == {b"queued": b"2", b"duplicate": b"1"}

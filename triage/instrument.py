@@ -43,9 +43,14 @@ def _quietly(record: Callable[[], None]) -> None:
             log.warning("metrics: a result could not be counted (%s); see triage/instrument.py", kind)
 
 
+#: Set on ``flask.g`` by the intake view when its answer was already counted with the admission itself
+#: (``metrics.add`` in ``Store.admit``'s one round trip): a second count would cost a second round trip.
+COUNTED = "webhook_counted"
+
+
 def webhook(view: F) -> F:
     """The intake view: ``webhooks_total{outcome}`` from its answer (202 queued/requeued, 200
-    duplicate, 401, 400, 413, 503)."""
+    duplicate, 401, 400, 413, 503), unless the view counted it itself (``COUNTED``)."""
 
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -57,7 +62,10 @@ def webhook(view: F) -> F:
             code = getattr(exc, "code", 500)
             _quietly(lambda: metrics.count(metrics.WEBHOOKS, outcome=_WEBHOOK_ERRORS.get(code, "error")))
             raise
-        _quietly(lambda: metrics.count(metrics.WEBHOOKS, outcome=_webhook_outcome(response)))
+        from flask import g
+
+        if not g.pop(COUNTED, False):
+            _quietly(lambda: metrics.count(metrics.WEBHOOKS, outcome=_webhook_outcome(response)))
         return response
 
     return wrapper  # type: ignore[return-value]

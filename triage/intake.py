@@ -16,10 +16,10 @@ import dataclasses
 import logging
 import time
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, g, jsonify, request
 from redis.exceptions import RedisError
 
-from triage import broker, instrument, logs
+from triage import broker, instrument, logs, metrics
 from triage.errors import PayloadError
 from triage.ledger import EventType
 from triage.lifecycle import TriageStatus
@@ -94,6 +94,7 @@ def receive(path_token: str | None = None):
         enqueue(pipe)
         ctx["ledger"].received(pipe, triage_id, event.run_id, f"{event.event_type} {event.dedup_key}",
                                delivery_id=wid)
+        metrics.add(pipe, metrics.WEBHOOKS, outcome="queued")
 
     try:
         earlier = store.admit(event.dedup_key, wid[:200] if wid else None, triage_id, record, admitted)
@@ -117,6 +118,7 @@ def receive(path_token: str | None = None):
         resp.headers["Retry-After"] = RETRY_AFTER_SECONDS
         return resp, status
 
+    g.setdefault(instrument.COUNTED, True)  # counted by admit's script, with the admission
     log.info("triage %s queued for %s (event %s%s)", triage_id, event.dedup_key, event.event_type,
              ", inferred" if event.event_type_inferred else "")
     return jsonify(status="queued", triage_id=triage_id, event=event.event_type, run_id=event.run_id), 202

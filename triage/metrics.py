@@ -165,12 +165,15 @@ def install(redis: Redis) -> None:
         _recorder.redis, _recorder.paused_until = redis, 0.0
 
 
-def count(counter: Counter, **labels: str) -> None:
-    def build(pipe):
-        pipe.hincrby(counter.key, counter.field(labels), 1)
-        pipe.expire(counter.key, TTL)
+def add(pipe: Pipeline, counter: Counter, **labels: str) -> None:
+    """Put one count on a caller's pipeline (or transaction): the intake counts an accepted webhook in
+    the same round trip that admits it, so the count and the admission are written together or not at all."""
+    pipe.hincrby(counter.key, counter.field(labels), 1)
+    pipe.expire(counter.key, TTL)
 
-    _recorder.write(build)
+
+def count(counter: Counter, **labels: str) -> None:
+    _recorder.write(lambda pipe: add(pipe, counter, **labels))
 
 
 def count_triage(verdict: str, category: str, seconds: float | None = None) -> None:
