@@ -42,9 +42,10 @@ class Workers:
         self.env, self.cwd = env, cwd
         self.procs: list[subprocess.Popen] = []
 
-    def start(self, name: str) -> subprocess.Popen:
+    def start(self, name: str, worker_class: str = "fork") -> subprocess.Popen:
         log = open(self.cwd / f"{name}.log", "w")  # noqa: SIM115 (closed with the process)
-        proc = subprocess.Popen([sys.executable, "-m", "triage.cli", "worker", "--name", name, "--no-probe"],
+        proc = subprocess.Popen([sys.executable, "-m", "triage.cli", "worker", "--name", name, "--no-probe",
+                                 "--worker-class", worker_class],
                                 env=self.env, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         self.procs.append(proc)
@@ -69,10 +70,10 @@ class Workers:
         proc.wait(10)
 
     def kill_one_at(self, paradime, message: str, moment: str, reached: Callable[[int], bool],
-                    within: float = 30) -> int:
-        """Deliver a failed run's webhook to worker w1, SIGKILL w1 whole once ``reached(run_id)``
-        holds (the ``moment``), and start w2 to finish the job; the run id."""
-        first = self.start("w1")
+                    within: float = 30, worker_class: str = "fork") -> int:
+        """Deliver a failed run's webhook to worker w1 (of ``worker_class``), SIGKILL w1 whole once
+        ``reached(run_id)`` holds (the ``moment``), and start w2 to finish the job; the run id."""
+        first = self.start("w1", worker_class)
         run_id = failed_run(paradime, dbt_run(message))
         paradime.deliver(run_id)
         wait_for(moment, lambda: reached(run_id), within)
@@ -130,10 +131,14 @@ def test_a_killed_work_horse_is_retried_by_its_worker(service, workers, paradime
     assert paradime.calls_of("retryBoltRun") == []
 
 
-def test_a_killed_worker_is_finished_by_another_within_the_bound(service, workers, paradime, slack, redis):
+@pytest.mark.parametrize("worker_class", ["fork", "simple"])
+def test_a_killed_worker_is_finished_by_another_within_the_bound(service, workers, paradime, slack, redis,
+                                                                 worker_class):
+    """Also for ``--worker-class simple``, whose running job's heartbeat a thread keeps (workers.worker
+    ._Heartbeat): without it RQ's SimpleWorker gives a job its timeout + 60 s (660 s) before it is found."""
     paradime.fail_next("artifact", kind="timeout", delay=300)
     run_id = workers.kill_one_at(paradime, MISSING, "the download starts", lambda _: paradime.calls_of("artifact"),
-                                 within=20)
+                                 within=20, worker_class=worker_class)
 
     took = wait_for("another worker finishes the triage", lambda: slack.top_level(), ABANDONED_BOUND)
     assert len(slack.top_level()) == 1 and "Not retrying" in str(slack.top_level()[0].blocks)
