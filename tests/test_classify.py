@@ -722,6 +722,15 @@ def test_a_catch_all_sqlstate_does_not_outrank_the_vendor_number() -> None:
      "databricks", "deterministic", "config"),
     ("[WRONG_NUM_ARGS.WITHOUT_SUGGESTION] The `concat_ws` requires > 0 parameters but the actual number is 0.",
      "databricks", "deterministic", "sql_error"),
+    # drivers and poolers losing the connection
+    ("org.postgresql.util.PSQLException: An I/O error occurred while sending to the backend.", "redshift",
+     "transient", "connection"),
+    ("ERROR: no more connections allowed (max_client_conn)", "postgres", "transient", "connection"),
+    ("Msg 0, Level 11, State 0, Line 0\nA severe error occurred on the current command.  The results, if any, "
+     "should be discarded.", "sqlserver", "conditional", "internal_error"),
+    ("google.api_core.exceptions.DeadlineExceeded: 504 Deadline Exceeded", "bigquery", "conditional", "timeout"),
+    ("[INVALID_CURSOR.DISCONNECTED] The cursor has been disconnected by the server.", "databricks", "unknown",
+     "unknown"),
     # Python HTTP transport breaking mid-response
     ("urllib3.exceptions.ProtocolError: ('Connection broken: IncompleteRead(0 bytes read, 10 more expected)', "
      "IncompleteRead(0 bytes read, 10 more expected))", "bigquery", "transient", "connection"),

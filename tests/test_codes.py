@@ -112,6 +112,7 @@ def test_more_vendor_syntaxes_are_found(text: str, kind: CodeKind, found: list[s
 
 @pytest.mark.parametrize(("text", "kind"), [
     ("Level 16 of the report was generated", CodeKind.SEVERITY),
+    ("Msg 0, Level 11, State 0, Line 0\nA severe error occurred on the current command.", CodeKind.SEVERITY),
     ("the error code: 12, message: none", CodeKind.SQLSTATE),
     ("Error 503 pages were counted", CodeKind.HTTP),
 ])

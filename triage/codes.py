@@ -96,7 +96,9 @@ _EXTRACTORS: dict[CodeKind, tuple[re.Pattern[str], ...]] = {
     ),
     CodeKind.FUSION: (re.compile(r"\bdbt(\d{4})\b"),),
     CodeKind.SEVERITY: (
-        re.compile(r"(?i)\bMsg \d{1,6}, Level (\d{1,2}), State\b"),  # sqlcmd / SSMS: Msg 208, Level 16, State 1
+        # sqlcmd / SSMS: Msg 208, Level 16, State 1. Not Msg 0: SqlClient's own synthetic errors (a broken
+        # connection surfacing as "Msg 0, Level 11") carry a level that says nothing about the server's error.
+        re.compile(r"(?i)\bMsg [1-9]\d{0,5}, Level (\d{1,2}), State\b"),
         re.compile(r"\bDB-Lib error message \d{1,6}, severity (\d{1,2})\b"),  # FreeTDS / pymssql
     ),
     CodeKind.NAME: (re.compile(r"[A-Za-z][A-Za-z0-9_]{2,}"),),
