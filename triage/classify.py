@@ -12,8 +12,9 @@ Precedence (``_rank``)
     1. Deterministic evidence beats everything else in the same message. A message that shows a
        lock wait *and* a syntax error fails again once the lock clears: retrying it burns warehouse
        money and hides the real bug, so one deterministic match is enough to refuse the retry. The
-       exception: a SQLSTATE alone does not outrank a vendor's own code (drivers put catch-all states
-       such as Microsoft ODBC's 42000 on errors whose native number is retryable; see ``_rank``).
+       exception: a SQLSTATE or a SQL Server severity level alone does not outrank a vendor's own code
+       (drivers put catch-all states such as Microsoft ODBC's 42000 on errors whose native number is
+       retryable; see ``_rank``).
     2. Then a vendor's own code or class beats a generic SQLSTATE or HTTP status, which beats a
        phrase: ``000625 (57014)`` is Snowflake's lock-waiters error, not any cancelled query.
     3. Then the more cautious verdict: conditional (one retry at most) beats transient.
