@@ -678,3 +678,80 @@ def test_a_catch_all_sqlstate_does_not_outrank_the_vendor_number() -> None:
     assert classify(syntax, adapter="sqlserver", rules=rules).verdict == "deterministic"
     forbidden = "'sqlState': '08001', 'errorCode': 250003, 'exceptionMessage': '000403: 403: HTTP 403: Forbidden'"
     assert classify(forbidden, adapter="snowflake", rules=rules).verdict == "deterministic"
+
+
+@pytest.mark.parametrize(("message", "adapter", "verdict", "category"), [
+    # Snowflake login refusals inside the connector's retryable 250001
+    ("250001 (08001): Failed to connect to DB: acme.snowflakecomputing.com:443. User access disabled. "
+     "Contact your local system administrator.", "snowflake", "deterministic", "permission"),
+    ("250001 (08001): Failed to connect to DB: acme.snowflakecomputing.com:443. Incorrect username or password "
+     "was specified.", "snowflake", "deterministic", "permission"),
+    ('Failed to cast variant value {"a": 1} to DATE', "snowflake", "deterministic", "sql_error"),
+    # SQL Server: severity classes and the texts of 9002 / 701
+    ("Msg 9002, Level 17, State 2, Line 1\nThe transaction log for database 'dw' is full due to "
+     "'ACTIVE_TRANSACTION'.", "sqlserver", "deterministic", "resource_limit"),
+    ("Msg 802, Level 17, State 20, Line 1\nThere is insufficient memory available in the buffer pool.",
+     "sqlserver", "conditional", "resource_limit"),
+    ("Msg 40517, Level 16, State 1, Line 1\nKeyword or statement option 'pad_index' is not supported in this "
+     "version of SQL Server.", "synapse", "deterministic", "sql_error"),
+    # MySQL / TiDB tables
+    ("(1615, 'Prepared statement needs to be re-prepared')", "mysql", "transient", "lock_conflict"),
+    ("ERROR 8022 (HY000): Error: KV error safe to retry", "mysql", "transient", "lock_conflict"),
+    ("ERROR 9006 (HY000): GC life time is shorter than transaction duration", "mysql", "deterministic",
+     "sql_error"),
+    ("ERROR 1021 (HY000): Disk full (/var/tmp/#sql_1); waiting for someone to free some space...", "mysql",
+     "deterministic", "sql_error"),
+    # Trino error types, Athena's documented GENERIC_INTERNAL_ERROR cases, Hive DDL
+    ('TrinoQueryError(type=INTERNAL_ERROR, name=GENERIC_INTERNAL_ERROR, message="java.lang.NullPointerException")',
+     "trino", "conditional", "internal_error"),
+    ("GENERIC_INTERNAL_ERROR: Value exceeds MAX_INT", "athena", "deterministic", "sql_error"),
+    ("FAILED: SemanticException [Error 10004]: Line 3:7 Invalid table alias or column reference 'x'", "athena",
+     "deterministic", "sql_error"),
+    # DuckDB httpfs: libcurl's own texts
+    ("IO Error: Failure when receiving data from the peer error for HTTP GET to 's3://b/k.parquet'", "duckdb",
+     "transient", "connection"),
+    ("IO Error: Timeout was reached error for HTTP HEAD to 'https://data.example/y.csv'", "duckdb", "conditional",
+     "timeout"),
+    # dbt-core packages from git
+    ("Got a non-zero returncode running: ['git', 'clone', '--depth', '1', 'https://github.com/acme/pkg.git', "
+     "'main']", None, "deterministic", "dependency"),
+    # Databricks cluster termination types and Spark error-class families
+    ('{"state": "TERMINATED", "termination_reason": {"code": "DRIVER_UNREACHABLE", "type": "SERVICE_FAULT"}}',
+     "databricks", "transient", "warehouse_unavailable"),
+    ('{"state": "TERMINATED", "termination_reason": {"code": "INVALID_ARGUMENT", "type": "CLIENT_ERROR"}}',
+     "databricks", "deterministic", "config"),
+    ("[WRONG_NUM_ARGS.WITHOUT_SUGGESTION] The `concat_ws` requires > 0 parameters but the actual number is 0.",
+     "databricks", "deterministic", "sql_error"),
+    # drivers and poolers losing the connection
+    ("org.postgresql.util.PSQLException: An I/O error occurred while sending to the backend.", "redshift",
+     "transient", "connection"),
+    ("ERROR: no more connections allowed (max_client_conn)", "postgres", "transient", "connection"),
+    ("Msg 0, Level 11, State 0, Line 0\nA severe error occurred on the current command.  The results, if any, "
+     "should be discarded.", "sqlserver", "conditional", "internal_error"),
+    ("google.api_core.exceptions.DeadlineExceeded: 504 Deadline Exceeded", "bigquery", "conditional", "timeout"),
+    ("[INVALID_CURSOR.DISCONNECTED] The cursor has been disconnected by the server.", "databricks", "unknown",
+     "unknown"),
+    # Python HTTP transport breaking mid-response
+    ("urllib3.exceptions.ProtocolError: ('Connection broken: IncompleteRead(0 bytes read, 10 more expected)', "
+     "IncompleteRead(0 bytes read, 10 more expected))", "bigquery", "transient", "connection"),
+])
+def test_vendor_tables_added_for_issue_11(
+    shipped: RuleSet, message: str, adapter: str | None, verdict: str, category: str
+) -> None:
+    result = classify(message, adapter=adapter, rules=shipped)
+    assert (result.verdict, result.category) == (verdict, category), result
+
+
+def test_spark_connect_invalid_handle_is_not_taken_for_a_user_error(shipped: RuleSet) -> None:
+    result = classify("[INVALID_HANDLE.SESSION_CLOSED] The handle 0a1b is invalid. Session was closed.",
+                      adapter="databricks", rules=shipped)
+    assert result.verdict != "deterministic"
+
+
+def test_a_bigquery_backend_error_gets_one_run_level_retry(shipped: RuleSet) -> None:
+    """dbt-bigquery already retried the job (job_retries): one more run, not the chain's whole budget."""
+    from triage.decide import retry_cap
+
+    result = classify('{"code": 500, "message": "An internal error occurred.", "reason": "backendError"}',
+                      adapter="bigquery", rules=shipped)
+    assert (result.verdict, result.rule, retry_cap(result)) == ("transient", "bigquery_reason_retryable", 1)

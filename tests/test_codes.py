@@ -87,3 +87,47 @@ def test_synapse_six_digit_numbers_are_sql_server_codes() -> None:
     ssms = "Msg 103010, Level 16, State 1, Line 12\nParse error at line: 528"
     assert [c.value for c in extract(pyodbc, frozenset({CodeKind.SQLSERVER}))] == ["104455"]
     assert [c.value for c in extract(ssms, frozenset({CodeKind.SQLSERVER}))] == ["103010"]
+
+
+@pytest.mark.parametrize(("text", "kind", "found"), [
+    # Hive JDBC / beeline print the SQLSTATE in the SQLException's own form
+    ("Error: org.apache.thrift.transport.TTransportException (state=08S01,code=0)", CodeKind.SQLSTATE, ["08S01"]),
+    # Google's front-end HTML error page
+    ("<html><title>Error 503 (Server Error)!!1</title></html>", CodeKind.HTTP, ["503"]),
+    # airlift's HTTP client inside Trino
+    ("Expected response code from http://w1:8080/v1/task/t.1.0/status to be 200, but was 500", CodeKind.HTTP, ["500"]),
+    # clickhouse-go v2 and the HTTP interface
+    ("code: 202, message: Too many simultaneous queries. Maximum: 100", CodeKind.CLICKHOUSE, ["202"]),
+    ("X-ClickHouse-Exception-Code: 159", CodeKind.CLICKHOUSE, ["159"]),
+    # SQL Server severity levels (sqlcmd/SSMS and FreeTDS)
+    ("Msg 50000, Level 16, State 1, Line 2\nOrder total must be positive", CodeKind.SEVERITY, ["16"]),
+    ("DB-Lib error message 20018, severity 17:\nGeneral SQL Server error", CodeKind.SEVERITY, ["17"]),
+    # TiDB numbers in PHP PDO's form
+    ("SQLSTATE[HY000]: General error: 8028 Information schema is changed during the execution", CodeKind.MYSQL,
+     ["8028"]),
+])
+def test_more_vendor_syntaxes_are_found(text: str, kind: CodeKind, found: list[str]) -> None:
+    assert codes(text, kind) == found
+
+
+@pytest.mark.parametrize(("text", "kind"), [
+    ("Level 16 of the report was generated", CodeKind.SEVERITY),
+    ("Msg 0, Level 11, State 0, Line 0\nA severe error occurred on the current command.", CodeKind.SEVERITY),
+    ("the error code: 12, message: none", CodeKind.SQLSTATE),
+    ("Error 503 pages were counted", CodeKind.HTTP),
+])
+def test_new_syntaxes_do_not_take_bare_numbers(text: str, kind: CodeKind) -> None:
+    assert codes(text, kind) == []
+
+
+def test_a_severity_level_is_generic_evidence_below_a_vendor_number() -> None:
+    """Msg 3960 is Level 16 but retryable: the vendor number wins over its severity class."""
+    rules = RuleSet.load()
+    conflict = classify("Msg 3960, Level 16, State 2, Line 1\nSnapshot isolation transaction aborted due to update "
+                        "conflict.", adapter="sqlserver", rules=rules)
+    assert (conflict.verdict, conflict.rule) == ("transient", "sqlserver_code_transient")
+    user = classify("Msg 50000, Level 16, State 1, Line 2\nOrder total must be positive", adapter="sqlserver",
+                    rules=rules)
+    assert (user.verdict, user.rule, user.evidence) == ("deterministic", "sqlserver_severity_user_error",
+                                                       "generic_code")
+    assert user.code == "severity:16"  # what the verdict rests on

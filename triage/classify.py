@@ -12,8 +12,9 @@ Precedence (``_rank``)
     1. Deterministic evidence beats everything else in the same message. A message that shows a
        lock wait *and* a syntax error fails again once the lock clears: retrying it burns warehouse
        money and hides the real bug, so one deterministic match is enough to refuse the retry. The
-       exception: a SQLSTATE alone does not outrank a vendor's own code (drivers put catch-all states
-       such as Microsoft ODBC's 42000 on errors whose native number is retryable; see ``_rank``).
+       exception: a SQLSTATE or a SQL Server severity level alone does not outrank a vendor's own code
+       (drivers put catch-all states such as Microsoft ODBC's 42000 on errors whose native number is
+       retryable; see ``_rank``).
     2. Then a vendor's own code or class beats a generic SQLSTATE or HTTP status, which beats a
        phrase: ``000625 (57014)`` is Snowflake's lock-waiters error, not any cancelled query.
     3. Then the more cautious verdict: conditional (one retry at most) beats transient.
@@ -262,7 +263,11 @@ def _bounded(text: str) -> str:
 
 
 #: Generic code kinds: a vendor's own number or class says more than a SQLSTATE or an HTTP status.
-_GENERIC_KINDS = frozenset({CodeKind.SQLSTATE, CodeKind.HTTP})
+_GENERIC_KINDS = frozenset({CodeKind.SQLSTATE, CodeKind.HTTP, CodeKind.SEVERITY})
+
+#: Generic kinds whose deterministic verdict does not outrank a vendor's retryable code: a SQLSTATE class
+#: and a SQL Server severity level are shared by the retryable numbers of their class too (3960 is Level 16).
+_CLASS_KINDS = frozenset({CodeKind.SQLSTATE, CodeKind.SEVERITY})
 
 
 def _rank(rule: Rule, index: int) -> tuple[int, int, int, int]:
@@ -280,7 +285,7 @@ def _rank(rule: Rule, index: int) -> tuple[int, int, int, int]:
     tier = 2 if rule.kind is None else (1 if rule.kind in _GENERIC_KINDS else 0)
     # 0: deterministic (vendor code, phrase, HTTP); 1: a vendor's retryable code; 2: deterministic from a
     # SQLSTATE; 3: any other retryable evidence.
-    primary = ((2 if rule.kind is CodeKind.SQLSTATE else 0) if rule.verdict == "deterministic"
+    primary = ((2 if rule.kind in _CLASS_KINDS else 0) if rule.verdict == "deterministic"
                else (1 if tier == 0 else 3))
     return (primary, tier, SEVERITY[rule.verdict], index)
 
@@ -370,7 +375,7 @@ def evidence_of(rule: Rule) -> str:
 
 def _first_code(text: str) -> str | None:
     """The first numeric-family code of a message (for display when no table entry used one)."""
-    codes = [c for c in extract(text[:CODE_SCAN_LIMIT]) if c.kind is not CodeKind.NAME]
+    codes = [c for c in extract(text[:CODE_SCAN_LIMIT]) if c.kind not in (CodeKind.NAME, CodeKind.SEVERITY)]
     return str(codes[0]) if codes else None
 
 

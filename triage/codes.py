@@ -31,6 +31,7 @@ class CodeKind(TextEnum):
     REDSHIFT = "redshift"  # Redshift's own numbers: ERROR: 1023
     HTTP = "http"  # HTTP status codes: 429, 503
     FUSION = "fusion"  # dbt Fusion: dbt1308
+    SEVERITY = "severity"  # SQL Server severity level of a numbered error: Msg 105611, Level 16 -> 16
     NAME = "name"  # identifiers: BigQuery reasons, Databricks/Spark error classes, Trino names, exception names
 
 
@@ -45,6 +46,7 @@ _EXTRACTORS: dict[CodeKind, tuple[re.Pattern[str], ...]] = {
         re.compile(r"\('" + _SQLSTATE + r"',"),  # pyodbc ('08S01', '[08S01] ...')
         re.compile(r"\bERROR:\s+" + _SQLSTATE + r":"),  # psql VERBOSITY verbose: ERROR:  40001: ...
         re.compile(r"(?i)\b(?:pgcode|sqlState|error state)[\s:=\"']*" + _SQLSTATE + r"\b"),
+        re.compile(r"\(state=" + _SQLSTATE + r",code=-?\d+\)"),  # Hive JDBC / beeline: (state=08S01,code=0)
     ),
     CodeKind.SNOWFLAKE: (
         re.compile(r"(?<![\d.])(\d{6}) \([0-9A-Z]{5}\)"),  # 000625 (57014): ...
@@ -71,6 +73,8 @@ _EXTRACTORS: dict[CodeKind, tuple[re.Pattern[str], ...]] = {
     CodeKind.CLICKHOUSE: (
         re.compile(r"\bCode:\s*(\d{1,4})\b"),
         re.compile(r"(?i)\bclickhouse[^\n]{0,60}?\b(?:code|exception)[\s:=]+(\d{1,4})\b"),
+        re.compile(r"\bcode: (\d{1,4}), message: "),  # clickhouse-go v2 Exception: code: 202, message: ...
+        re.compile(r"(?i)\bX-ClickHouse-Exception-Code:\s*(\d{1,4})\b"),  # HTTP interface response header
     ),
     CodeKind.REDSHIFT: (
         re.compile(r"\bERROR:\s+(\d{3,4})\b"),  # ERROR: 1023 DETAIL: Serializable isolation violation ...
@@ -82,11 +86,21 @@ _EXTRACTORS: dict[CodeKind, tuple[re.Pattern[str], ...]] = {
         re.compile(r"\b([45]\d\d) (?:Client|Server) Error\b"),
         re.compile(r"<Response \[(\d{3})\]>"),
         re.compile(r"\b([45]\d\d) (?:GET|POST|PUT|PATCH|DELETE|HEAD) https?://"),  # google-api-core
+        # Google front-end HTML error page: <title>Error 502 (Server Error)!!1</title>
+        re.compile(r"\bError ([45]\d\d) \((?:Server Error|Not Found|Forbidden|Bad Request|Too Many Requests)\)"),
+        # airlift HTTP client (Trino): Expected response code from <uri> to be 200, but was 408
+        re.compile(r"\bExpected response code\b[^\n]{0,300}?\bbut was ([1-5]\d\d)\b"),
         re.compile(r"(?i)\b([2-5]\d\d) \(?(?:Accepted|Bad Request|Service Unavailable|Bad Gateway|"
                    r"Gateway Time-?out|Too Many Requests|Internal Server Error|Forbidden|Unauthorized|"
                    r"Not Found|Slow ?Down|Request Timeout)\b"),
     ),
     CodeKind.FUSION: (re.compile(r"\bdbt(\d{4})\b"),),
+    CodeKind.SEVERITY: (
+        # sqlcmd / SSMS: Msg 208, Level 16, State 1. Not Msg 0: SqlClient's own synthetic errors (a broken
+        # connection surfacing as "Msg 0, Level 11") carry a level that says nothing about the server's error.
+        re.compile(r"(?i)\bMsg [1-9]\d{0,5}, Level (\d{1,2}), State\b"),
+        re.compile(r"\bDB-Lib error message \d{1,6}, severity (\d{1,2})\b"),  # FreeTDS / pymssql
+    ),
     CodeKind.NAME: (re.compile(r"[A-Za-z][A-Za-z0-9_]{2,}"),),
 }
 
