@@ -121,7 +121,7 @@ CODE_SCAN_LIMIT = 200_000
 TEST_RESOURCE_TYPES = frozenset({"test", "unit_test"})
 
 _RULE_KEYS = ("name", "adapters", "pattern", "kind", "codes", "verdict", "category", "max_retries", "description",
-              "source", "enabled")
+              "source", "enabled", "fallback")
 _REQUIRED_KEYS = ("name", "verdict", "category")
 _NAME_RE = re.compile(r"[a-z][a-z0-9_]*")
 
@@ -156,6 +156,9 @@ class Rule:
     kind: CodeKind | None = None
     codes: tuple[str, ...] = ()
     source: str = ""
+    #: A last resort: tried only when no other rule matches, in file order (``_rank``). For general wording
+    #: ("timed out", "does not exist") that says something when nothing more specific was recognised.
+    fallback: bool = False
 
     def applies_to(self, adapter: str | None) -> bool:
         """True when the rule may fire for this (already normalised) adapter; unknown adapter = all fire."""
@@ -281,7 +284,13 @@ def _rank(rule: Rule, index: int) -> tuple[int, int, int, int]:
     SQLSTATE 42000 ("syntax error or access violation") for most SQL Server errors, including the
     snapshot-isolation conflicts 3960/3961 that SqlClient and EF Core retry. A vendor code that is
     itself deterministic, a deterministic phrase or HTTP status (a 403 inside a connector's own error
-    number is still a 403), still beats everything."""
+    number is still a 403), still beats everything.
+
+    A ``fallback`` rule (general wording: "timed out", "does not exist") comes after all of them, in
+    file order whatever its verdict: it speaks only when nothing more specific was recognised, and then
+    the strongest wording, written first, decides."""
+    if rule.fallback:  # after every other rule, whatever its verdict; among fallbacks, file order
+        return (4, 0, 0, index)
     tier = 2 if rule.kind is None else (1 if rule.kind in _GENERIC_KINDS else 0)
     # 0: deterministic (vendor code, phrase, HTTP); 1: a vendor's retryable code; 2: deterministic from a
     # SQLSTATE; 3: any other retryable evidence.
@@ -479,6 +488,9 @@ def _build_rule(item: Mapping[str, Any], where: str, name: str) -> Rule:
     pattern, kind, codes = item.get("pattern"), item.get("kind"), item.get("codes")
     if (pattern is None) == (codes is None):
         raise ConfigError(f"{where}: give either 'pattern' (a phrase) or 'kind' and 'codes' (a code table entry)")
+    fallback = item.get("fallback", False)
+    if not isinstance(fallback, bool):
+        raise ConfigError(f"{where}.fallback: must be true or false, got {fallback!r}")
     return Rule(
         name=name,
         verdict=verdict,
@@ -490,6 +502,7 @@ def _build_rule(item: Mapping[str, Any], where: str, name: str) -> Rule:
         kind=_kind(kind, where) if codes is not None else None,
         codes=_codes(codes, where) if codes is not None else (),
         source=_text(item.get("source"), f"{where}.source"),
+        fallback=fallback,
     )
 
 
