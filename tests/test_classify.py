@@ -805,3 +805,25 @@ def test_shipped_fallbacks_judge_wording_nothing_else_recognises(shipped: RuleSe
     result = classify(message, adapter=None, rules=shipped)
     assert (result.verdict, result.category) == (verdict, category), result
     assert result.rule.startswith("fallback_") and result.reference
+
+
+@pytest.mark.parametrize(("message", "adapter", "verdict", "category"), [
+    # Written from the vendors' own texts (sources in rules.yaml), not taken from the corpus.
+    ("Code: 373. DB::Exception: Session abc is locked by a concurrent client. (SESSION_IS_LOCKED)", "clickhouse",
+     "conditional", "lock_conflict"),
+    ("Out of Memory Error: failed to pin block of size 256.0 KiB (1.9 GiB/2.0 GiB used)", "duckdb",
+     "deterministic", "resource_limit"),
+    ("org.apache.spark.SparkException: Job aborted due to stage failure: Total size of serialized results of 9 "
+     "tasks (1030.2 MiB) is bigger than spark.driver.maxResultSize (1024.0 MiB)", "databricks", "deterministic",
+     "resource_limit"),
+    ("Msg 15581, Level 16, State 6: Please create a master key in the database or open the master key in the "
+     "session before performing this operation.", "synapse", "deterministic", "config"),
+    ("org.apache.http.NoHttpResponseException: The target server failed to respond", "snowflake", "transient",
+     "connection"),
+    ("Runtime Error\n  Got a state selector method, but no comparison manifest", "dbt-core", "deterministic",
+     "config"),
+])
+def test_tables_added_in_session_4(shipped: RuleSet, message: str, adapter: str, verdict: str,
+                                   category: str) -> None:
+    result = classify(message, adapter=adapter, rules=shipped)
+    assert (result.verdict, result.category) == (verdict, category), result
