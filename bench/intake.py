@@ -1,6 +1,6 @@
 """Benchmark: webhook intake throughput and latency, the Procfile's ``triage web`` vs a bare Flask 204.
 
-    python bench/intake.py [--rounds R] [--duration S] [--connections C] [--setups sync:2:1,gthread:2:4]
+    python bench/intake.py [--rounds R] [--duration S] [--connections C] [--setups sync:2:1,gthread:2:4] [--floor]
 
 For each gunicorn setup (``class:processes:threads``), rounds alternate between the bare app
 (``bench/bare_app.py``: Flask, ``return "", 204``, same gunicorn class, processes and threads) and the
@@ -9,6 +9,8 @@ service's web command (``triage web``, access log on, as deployed) on a private 
 Webhooks HMAC, as Paradime signs), each thread replaying its own share, so every request is a new
 delivery that the service must verify, parse, claim, record and enqueue. After each service round the
 queue length is checked against the 202s. Figures are ratios against the bare round next to it.
+``--floor`` adds a third app to each round (``bench/floor_app.py``: parse the JSON, one LPUSH, 202): the
+least an intake that keeps what it accepts does, the ceiling of what the service's endpoint can reach.
 
 Targets (issue 12): ≥ 0.5× the bare throughput, p99 ≤ 20 ms at 32 connections, 0 non-2xx.
 """
@@ -66,7 +68,7 @@ def start_server(kind: str, setup: tuple[str, int, int], port: int, redis_url: s
         cmd = [str(BIN / "triage"), "web"]  # the Procfile's command
     else:
         cmd = [sys.executable, "-m", "gunicorn", "--chdir", str(REPO / "bench"), "-b", f"127.0.0.1:{port}",
-               "-w", str(procs), "--threads", str(threads), "bare_app:app"]
+               "-w", str(procs), "--threads", str(threads), f"{kind}_app:app"]  # bare_app, floor_app
     proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     wait_port(port)
@@ -94,7 +96,7 @@ def one_round(kind: str, setup: tuple[str, int, int], redis_url: str, args: argp
             stats = wrk(port, Path(tmp.name), args.duration, args.connections)
         finally:
             stop(proc)
-        stats["queued"] = redis.llen("rq:queue:triage") if kind == "web" else None
+        stats["queued"] = {"web": redis.llen("rq:queue:triage"), "floor": redis.llen("bench:floor")}.get(kind)
     return stats
 
 
@@ -105,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--requests", type=int, default=60_000, help="distinct signed webhooks per round")
     parser.add_argument("--setups", default="sync:2:1", help="comma-separated gunicorn class:processes:threads")
+    parser.add_argument("--floor", action="store_true",
+                        help="also measure floor_app (parse JSON, one LPUSH, 202): the least a keeping intake does")
     args = parser.parse_args(argv)
     setups = [(k, int(p), int(t)) for k, p, t in (s.split(":") for s in args.setups.split(","))]
 
@@ -115,8 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         run = 1_000_000
         for setup in setups:
             pairs = []
+            kinds = ["bare", "web"] + (["floor"] if args.floor else [])
             for r in range(args.rounds):
-                order = ("bare", "web") if r % 2 == 0 else ("web", "bare")
+                order = kinds[r % len(kinds):] + kinds[:r % len(kinds)]  # each kind leads a round in turn
                 pair = {}
                 for kind in order:
                     pair[kind] = one_round(kind, setup, redis_url, args, run)
@@ -126,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {':'.join(map(str, setup))} round {r + 1}: bare {b['rps']:,.0f} req/s p99 "
                       f"{b['p99_us'] / 1000:.1f} ms | web {w['rps']:,.0f} req/s p99 {w['p99_us'] / 1000:.1f} ms, "
                       f"{w['requests']:,} requests, {w['queued']:,} queued, non-2xx {w['non2xx']}, "
-                      f"socket errors {w['connect_errors'] + w['read_errors'] + w['write_errors'] + w['timeouts']}")
+                      f"socket errors {w['connect_errors'] + w['read_errors'] + w['write_errors'] + w['timeouts']}"
+                      + (f" | floor {pair['floor']['rps']:,.0f} req/s p99 {pair['floor']['p99_us'] / 1000:.1f} ms"
+                         if args.floor else ""))
             results.append((setup, pairs))
 
     print()
@@ -139,6 +146,15 @@ def main(argv: list[str] | None = None) -> int:
               f"| {spread([p['web']['p99_us'] / 1000 for p in pairs], '.1f')} "
               f"| {spread([p['bare']['p99_us'] / 1000 for p in pairs], '.1f')} "
               f"| {sum(p['web']['non2xx'] for p in pairs)} |")
+    if args.floor:
+        print()
+        print("| setup | floor/bare throughput | web/floor throughput | floor p99 ms | floor non-2xx |")
+        print("|---|---:|---:|---:|---:|")
+        for setup, pairs in results:
+            print(f"| {':'.join(map(str, setup))} | {spread([p['floor']['rps'] / p['bare']['rps'] for p in pairs])} "
+                  f"| {spread([p['web']['rps'] / p['floor']['rps'] for p in pairs])} "
+                  f"| {spread([p['floor']['p99_us'] / 1000 for p in pairs], '.1f')} "
+                  f"| {sum(p['floor']['non2xx'] for p in pairs)} |")
     print()
     for setup, pairs in results:
         ratio = statistics.median(p["web"]["rps"] / p["bare"]["rps"] for p in pairs)
