@@ -827,3 +827,16 @@ def test_tables_added_in_session_4(shipped: RuleSet, message: str, adapter: str,
                                    category: str) -> None:
     result = classify(message, adapter=adapter, rules=shipped)
     assert (result.verdict, result.category) == (verdict, category), result
+
+
+def test_clickhouse_codes_off_the_clients_retry_list_get_one_retry(shipped: RuleSet) -> None:
+    """ClickHouse's own Java client retries 202, 252, 999, ...: those keep the chain's budget. A code that
+    only its name calls transient (473 DEADLOCK_AVOIDED) gets one retry."""
+    from triage.decide import retry_cap
+
+    listed = classify("Code: 202. DB::Exception: Too many simultaneous queries. Maximum: 100. "
+                      "(TOO_MANY_SIMULTANEOUS_QUERIES)", adapter="clickhouse", rules=shipped)
+    named = classify("Code: 473. DB::Exception: WRITE locking attempt on \"db.t\" has timed out! (DEADLOCK_AVOIDED)",
+                     adapter="clickhouse", rules=shipped)
+    assert (listed.verdict, retry_cap(listed)) == ("transient", None)
+    assert (named.verdict, retry_cap(named)) == ("transient", 1)
