@@ -59,7 +59,8 @@ def main() -> int:
         context.install(ctx)
         plain = Redis.from_url(url, socket_connect_timeout=3, socket_timeout=5, health_check_interval=30)
         shared = broker.connect(url)
-        plain.ping(), shared.ping()  # the parent's connections exist, as a worker's do
+        plain.ping()  # the parent's connections exist, as a worker's do
+        shared.ping()
 
         floor = per_fork(lambda: None, args.forks)
         rows = [("exit", floor),

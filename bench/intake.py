@@ -38,24 +38,33 @@ LUA = REPO / "bench" / "intake.lua"
 THREADS = 2
 
 
-def write_requests(path: Path, count: int, port: int, first_run: int) -> None:
-    """``count`` signed raw HTTP requests, NUL-separated, for runs ``first_run`` … (all distinct)."""
+def signed_webhooks(count: int, first_run: int) -> list[tuple[str, dict[str, str]]]:
+    """``count`` webhooks of distinct runs ``first_run`` …: each body with its Standard Webhooks headers,
+    signed as Paradime signs (also used by ``intake_profile.py``)."""
     hook = Webhook(SECRET)
     now = datetime.now(timezone.utc)
+    out = []
+    for run in range(first_run, first_run + count):
+        body = json.dumps({
+            "run_id": run, "schedule_name": "nightly", "state": "ERROR", "event_type": "bolt.run.completed",
+            "commands": [{"id": run * 10, "command": "dbt run", "return_code": 1, "status": "failed",
+                          "start_dttm": "2026-12-04 00:59:01.476387", "end_dttm": "2026-12-04 00:59:11.3",
+                          "json_resources": []}],
+        })
+        msg_id = f"msg_bench_{run}"
+        out.append((body, {"Content-Type": "application/json", "webhook-id": msg_id,
+                           "webhook-timestamp": str(int(now.timestamp())),
+                           "webhook-signature": hook.sign(msg_id, now, body)}))
+    return out
+
+
+def write_requests(path: Path, count: int, port: int, first_run: int) -> None:
+    """``count`` signed raw HTTP requests, NUL-separated, for runs ``first_run`` … (all distinct)."""
     with path.open("wb") as f:
-        for i in range(count):
-            run = first_run + i
-            body = json.dumps({
-                "run_id": run, "schedule_name": "nightly", "state": "ERROR", "event_type": "bolt.run.completed",
-                "commands": [{"id": run * 10, "command": "dbt run", "return_code": 1, "status": "failed",
-                              "start_dttm": "2026-12-04 00:59:01.476387", "end_dttm": "2026-12-04 00:59:11.3",
-                              "json_resources": []}],
-            })
-            msg_id = f"msg_bench_{run}"
+        for body, headers in signed_webhooks(count, first_run):
             head = (f"POST /webhooks/paradime HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-                    f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-                    f"webhook-id: {msg_id}\r\nwebhook-timestamp: {int(now.timestamp())}\r\n"
-                    f"webhook-signature: {hook.sign(msg_id, now, body)}\r\n\r\n")
+                    f"Content-Length: {len(body)}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+                    + "\r\n")
             f.write(head.encode() + body.encode() + b"\0")
 
 

@@ -13,39 +13,19 @@ route in the same app is the baseline. ``--cprofile`` prints cProfile's top func
 from __future__ import annotations
 
 import argparse
-import base64
 import collections
 import cProfile
-import json
 import os
 import pstats
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from typing import Any
 
 from _common import REPO, private_redis
-from standardwebhooks import Webhook
+from intake import SECRET, signed_webhooks
 
 sys.path.insert(0, str(REPO))
-SECRET = "whsec_" + base64.b64encode(b"bolt-triage-bench-secret-0123456789").decode()
-
-
-def signed(count: int, first_run: int) -> list[tuple[str, dict[str, str]]]:
-    hook, now = Webhook(SECRET), datetime.now(timezone.utc)
-    out = []
-    for run in range(first_run, first_run + count):
-        body = json.dumps({"run_id": run, "schedule_name": "nightly", "state": "ERROR",
-                           "event_type": "bolt.run.completed",
-                           "commands": [{"id": run * 10, "command": "dbt run", "return_code": 1, "status": "failed",
-                                         "json_resources": []}]})
-        msg_id = f"msg_profile_{run}"
-        out.append((body, {"webhook-id": msg_id, "webhook-timestamp": str(int(now.timestamp())),
-                           "webhook-signature": hook.sign(msg_id, now, body), "Content-Type": "application/json"}))
-    return out
-
-
 class Timers:
     """Wraps callables so that their wall time adds up under a label."""
 
@@ -83,7 +63,7 @@ def main() -> int:
         app = create_app()
         app.add_url_rule("/bare", "bare", lambda: ("", 204), methods=["POST"])
         client = app.test_client()
-        warm, measured = signed(200, 1), signed(args.webhooks, 1000)
+        warm, measured = signed_webhooks(200, 1), signed_webhooks(args.webhooks, 1000)
 
         def post(path: str, batch: list[tuple[str, dict[str, str]]]) -> float:
             start = time.perf_counter()

@@ -138,8 +138,7 @@ class _Heartbeat:
     def stop(self) -> None:
         with self.lock:
             self.stopped.set()
-        if self.thread is not threading.current_thread():
-            self.thread.join()
+        self.thread.join()
 
     def _run(self) -> None:
         interval = self.worker.job_monitoring_interval
