@@ -90,6 +90,8 @@ _EXTRACTORS: dict[CodeKind, tuple[re.Pattern[str], ...]] = {
         re.compile(r"\bError ([45]\d\d) \((?:Server Error|Not Found|Forbidden|Bad Request|Too Many Requests)\)"),
         # airlift HTTP client (Trino): Expected response code from <uri> to be 200, but was 408
         re.compile(r"\bExpected response code\b[^\n]{0,300}?\bbut was ([1-5]\d\d)\b"),
+        # Simba Hive/Spark ODBC and JDBC drivers (Databricks): "Hive driver: 503 when connecting to resource"
+        re.compile(r"\b([45]\d\d) when connecting to\b"),
         re.compile(r"(?i)\b([2-5]\d\d) \(?(?:Accepted|Bad Request|Service Unavailable|Bad Gateway|"
                    r"Gateway Time-?out|Too Many Requests|Internal Server Error|Forbidden|Unauthorized|"
                    r"Not Found|Slow ?Down|Request Timeout)\b"),
