@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from tests.conftest import WEBHOOK_SECRET
+from triage.verify import TOLERANCE_SECONDS
 
 COMMAND = {"id": 101, "command": "dbt run", "return_code": 1, "start_dttm": "2024-08-27 22:59:01.476387",
            "end_dttm": "2024-08-27 22:59:11.323692", "status": "failed", "json_resources": []}
@@ -171,10 +172,13 @@ def test_signature_rules_over_raw_bytes(service):
     raw2 = json.dumps({**BODY, "run_id": 556}).encode()
     twins = {k.replace("webhook-", "svix-"): v for k, v in sign(raw2).items()}
     assert post_raw(service, raw2, twins).status_code == 202
-    # a signature of other bytes, a stale or future timestamp, a non-numeric one: 401
+    # a signature of other bytes, a stale or future timestamp, a non-numeric one: 401. The skewed
+    # timestamps sit a minute outside the tolerance: the tuple is built before the posts run, and a
+    # one-second margin was eaten by a slow CI machine (future +301 s arrived 299 s ahead, accepted).
     raw3 = json.dumps({**BODY, "run_id": 557}).encode()
-    for headers in (sign(raw3 + b" "), sign(raw3, timestamp=int(time.time()) - 301),
-                    sign(raw3, timestamp=int(time.time()) + 301), {**sign(raw3), "webhook-timestamp": "soon"},
+    skew = TOLERANCE_SECONDS + 60
+    for headers in (sign(raw3 + b" "), sign(raw3, timestamp=int(time.time()) - skew),
+                    sign(raw3, timestamp=int(time.time()) + skew), {**sign(raw3), "webhook-timestamp": "soon"},
                     {**sign(raw3), "webhook-signature": "v1"}):
         resp = post_raw(service, raw3, headers)
         assert resp.status_code == 401, headers
